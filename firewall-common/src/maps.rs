@@ -1,0 +1,160 @@
+//! Keys and values of the datapath's maps, and the maps' names.
+//!
+//! The maps, by name:
+//! - `IPCACHE_V4`, `IPCACHE_V6`: LPM tries, address prefix to [`Identity`](crate::Identity).
+//! - `POLICY`: LPM trie, [`PolicyKey`] to [`PolicyValue`]; see [`PolicyKey`] for the layout.
+//! - `REASON_COUNTERS`: per-CPU array of [`Counter`], indexed by reason code.
+//! - `RULE_COUNTERS`: per-CPU array of [`Counter`], indexed by rule id.
+//! - `DROP_EVENTS`: ring buffer of [`DropEvent`](crate::DropEvent) records.
+//! - `DATAPATH_STATS`: per-CPU array of `u64`, indexed by [`Stat`].
+//! - `DECISION`: one [`Decision`] slot, written only by programs loaded for replay.
+
+/// Name of the IPv4 ipcache map.
+pub const IPCACHE_V4: &str = "IPCACHE_V4";
+/// Name of the IPv6 ipcache map.
+pub const IPCACHE_V6: &str = "IPCACHE_V6";
+/// Name of the policy map.
+pub const POLICY: &str = "POLICY";
+/// Name of the per-reason counters.
+pub const REASON_COUNTERS: &str = "REASON_COUNTERS";
+/// Name of the per-rule counters.
+pub const RULE_COUNTERS: &str = "RULE_COUNTERS";
+/// Name of the drop event ring buffer.
+pub const DROP_EVENTS: &str = "DROP_EVENTS";
+/// Name of the datapath's own statistics.
+pub const DATAPATH_STATS: &str = "DATAPATH_STATS";
+/// Name of the replay decision slot.
+pub const DECISION: &str = "DECISION";
+/// Name of the read-only global that turns on the replay decision slot. The verifier sees
+/// its value at load time and removes the replay branch from live programs entirely.
+pub const REPLAY_GLOBAL: &str = "REPLAY";
+
+/// Default capacities, used unless the loader is told otherwise.
+pub mod capacity {
+    /// IPv4 ipcache prefixes.
+    pub const IPCACHE_V4: u32 = 65_536;
+    /// IPv6 ipcache prefixes.
+    pub const IPCACHE_V6: u32 = 65_536;
+    /// Policy map entries (a rule becomes one entry per port prefix).
+    pub const POLICY: u32 = 262_144;
+    /// Rule ids: rule counters are an array indexed by id, ids run from 1 to this minus one.
+    pub const RULES: u32 = 65_536;
+    /// Bytes of the drop event ring buffer (a power of two, a multiple of the page size).
+    pub const DROP_EVENTS_BYTES: u32 = 256 * 1024;
+}
+
+/// Key of the `POLICY` LPM trie (the data part; the trie adds the 32-bit prefix length).
+///
+/// Fields are byte arrays in network order so the trie compares them most significant bit
+/// first, in this order: source identity (bits 0-31), destination identity (32-63), protocol
+/// (64-71), port (72-87). A rule is an entry whose prefix length says how much of that is
+/// fixed:
+/// - 64 ([`PolicyKey::PREFIX_ANY_PROTOCOL`]): every protocol and port between two identities;
+/// - 72 ([`PolicyKey::PREFIX_ANY_PORT`]): one protocol, every port (or ICMP type);
+/// - 72 + n, n in 1..=16: the ports whose top n bits match, one block of a port range.
+///
+/// The datapath makes exactly one lookup with the full 88-bit key; the longest matching
+/// entry wins. For ICMP and ICMPv6 the port field holds `type << 8 | code`, so "type 8" is a
+/// prefix of 80 bits and "type 3 code 4" one of 88.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    /// Source identity, big-endian.
+    pub source: [u8; 4],
+    /// Destination identity, big-endian.
+    pub destination: [u8; 4],
+    /// IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6, ...).
+    pub protocol: u8,
+    /// Destination port, or ICMP `type << 8 | code`, big-endian.
+    pub port: [u8; 2],
+    /// Always zero; keeps the struct free of implicit padding.
+    pub _pad: u8,
+}
+
+impl PolicyKey {
+    /// Prefix length that fixes both identities only.
+    pub const PREFIX_ANY_PROTOCOL: u32 = 64;
+    /// Prefix length that fixes the identities and the protocol.
+    pub const PREFIX_ANY_PORT: u32 = 72;
+    /// Prefix length of a fully specified key (the datapath's lookups).
+    pub const PREFIX_FULL: u32 = 88;
+
+    /// A key from host-order values.
+    #[inline(always)]
+    pub const fn new(source: u32, destination: u32, protocol: u8, port: u16) -> Self {
+        PolicyKey {
+            source: source.to_be_bytes(),
+            destination: destination.to_be_bytes(),
+            protocol,
+            port: port.to_be_bytes(),
+            _pad: 0,
+        }
+    }
+}
+
+/// Value of the `POLICY` trie: the rule that allows what the key covers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyValue {
+    /// Id of the allowing rule, at least 1 and below the rule counters' capacity.
+    pub rule_id: u32,
+}
+
+/// A packet and byte counter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted (the whole frame as the hook sees it).
+    pub bytes: u64,
+}
+
+/// Indices of `DATAPATH_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Drop events that did not fit in the ring buffer.
+    DropEventsLost = 0,
+}
+
+impl Stat {
+    /// Size of the `DATAPATH_STATS` array.
+    pub const COUNT: u32 = 4;
+}
+
+/// What the program decided for the last packet, kept only by programs loaded for replay
+/// (see [`REPLAY_GLOBAL`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Bumped on every packet, so a reader can tell a fresh decision from a stale one.
+    pub sequence: u32,
+    /// Reason code (see [`Reason`](crate::Reason)).
+    pub reason: u8,
+    /// IP protocol number, 0 when the packet was not IP.
+    pub protocol: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+    /// The allowing rule, 0 when no rule decided.
+    pub rule_id: u32,
+    /// Source identity, 0 when the packet was not looked up.
+    pub source_identity: u32,
+    /// Destination identity, 0 when the packet was not looked up.
+    pub destination_identity: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is `#[repr(C)]`, made of integers and byte arrays only, with no
+    // implicit padding, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::PolicyKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PolicyValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Decision {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::DropEvent {}
+}

@@ -1,0 +1,48 @@
+//! The datapath's maps. Names and layouts are documented in `firewall_common::maps`;
+//! capacities here are defaults the loader overrides.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+};
+use firewall_common::{
+    Counter, Decision, Identity, PolicyKey, PolicyValue, Reason,
+    maps::{Stat, capacity},
+};
+
+/// IPv4 address prefix to identity.
+#[map(name = "IPCACHE_V4")]
+pub static IPCACHE_V4: LpmTrie<[u8; 4], Identity> =
+    LpmTrie::with_max_entries(capacity::IPCACHE_V4, 0);
+
+/// IPv6 address prefix to identity.
+#[map(name = "IPCACHE_V6")]
+pub static IPCACHE_V6: LpmTrie<[u8; 16], Identity> =
+    LpmTrie::with_max_entries(capacity::IPCACHE_V6, 0);
+
+/// (source, destination, protocol, port prefix) to the allowing rule.
+#[map(name = "POLICY")]
+pub static POLICY: LpmTrie<PolicyKey, PolicyValue> =
+    LpmTrie::with_max_entries(capacity::POLICY, 0);
+
+/// Packets and bytes per reason code.
+#[map(name = "REASON_COUNTERS")]
+pub static REASON_COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+/// Packets and bytes per rule id.
+#[map(name = "RULE_COUNTERS")]
+pub static RULE_COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(capacity::RULES, 0);
+
+/// One record per dropped packet.
+#[map(name = "DROP_EVENTS")]
+pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DROP_EVENTS_BYTES, 0);
+
+/// The datapath's own statistics, indexed by [`Stat`].
+#[map(name = "DATAPATH_STATS")]
+pub static DATAPATH_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// The last decision, kept only when the programs were loaded for replay.
+#[map(name = "DECISION")]
+pub static DECISION: Array<Decision> = Array::with_max_entries(1, 0);
