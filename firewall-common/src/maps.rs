@@ -1,19 +1,36 @@
 //! Keys and values of the datapath's maps, and the maps' names.
 //!
 //! The maps, by name:
-//! - `IPCACHE_V4`, `IPCACHE_V6`: LPM tries, address prefix to [`Identity`](crate::Identity).
-//! - `POLICY`: LPM trie, [`PolicyKey`] to [`PolicyValue`]; see [`PolicyKey`] for the layout.
+//! - `IPCACHE_HOSTS_V4`, `IPCACHE_HOSTS_V6`: hash maps, full-length address (/32, /128) to
+//!   [`Identity`](crate::Identity): app instances.
+//! - `IPCACHE_V4`, `IPCACHE_V6`: LPM tries, shorter prefixes to identity: networks.
+//! - `POLICY_EXACT`: hash map, fully specified [`PolicyKey`] (prefix length 88) to
+//!   [`PolicyValue`]: single-port rules.
+//! - `POLICY`: LPM trie, shorter [`PolicyKey`] prefixes to [`PolicyValue`]: port ranges,
+//!   every-port and every-protocol rules.
+//!
+//! Together each pair is one longest-prefix match: a full-length entry is the longest prefix
+//! there can be, so when the hash map holds the key its answer is the trie's answer, and the
+//! trie is only walked on a miss. App-to-app traffic on a single-port rule thus costs three
+//! hash lookups; the trie walks (the dearer lookups) are left to networks, the world and
+//! ranges. Userspace splits entries by prefix length; the datapath never sees the split.
 //! - `REASON_COUNTERS`: per-CPU array of [`Counter`], indexed by reason code.
 //! - `RULE_COUNTERS`: per-CPU array of [`Counter`], indexed by rule id.
 //! - `DROP_EVENTS`: ring buffer of [`DropEvent`](crate::DropEvent) records.
 //! - `DATAPATH_STATS`: per-CPU array of `u64`, indexed by [`Stat`].
 //! - `DECISION`: one [`Decision`] slot, written only by programs loaded for replay.
 
-/// Name of the IPv4 ipcache map.
+/// Name of the IPv4 host map of the ipcache.
+pub const IPCACHE_HOSTS_V4: &str = "IPCACHE_HOSTS_V4";
+/// Name of the IPv6 host map of the ipcache.
+pub const IPCACHE_HOSTS_V6: &str = "IPCACHE_HOSTS_V6";
+/// Name of the IPv4 prefix trie of the ipcache.
 pub const IPCACHE_V4: &str = "IPCACHE_V4";
-/// Name of the IPv6 ipcache map.
+/// Name of the IPv6 prefix trie of the ipcache.
 pub const IPCACHE_V6: &str = "IPCACHE_V6";
-/// Name of the policy map.
+/// Name of the exact policy map.
+pub const POLICY_EXACT: &str = "POLICY_EXACT";
+/// Name of the policy prefix trie.
 pub const POLICY: &str = "POLICY";
 /// Name of the per-reason counters.
 pub const REASON_COUNTERS: &str = "REASON_COUNTERS";
@@ -31,12 +48,18 @@ pub const REPLAY_GLOBAL: &str = "REPLAY";
 
 /// Default capacities, used unless the loader is told otherwise.
 pub mod capacity {
-    /// IPv4 ipcache prefixes.
-    pub const IPCACHE_V4: u32 = 65_536;
-    /// IPv6 ipcache prefixes.
-    pub const IPCACHE_V6: u32 = 65_536;
-    /// Policy map entries (a rule becomes one entry per port prefix).
-    pub const POLICY: u32 = 262_144;
+    /// IPv4 app instance addresses.
+    pub const IPCACHE_HOSTS_V4: u32 = 65_536;
+    /// IPv6 app instance addresses.
+    pub const IPCACHE_HOSTS_V6: u32 = 65_536;
+    /// IPv4 network prefixes.
+    pub const IPCACHE_V4: u32 = 16_384;
+    /// IPv6 network prefixes.
+    pub const IPCACHE_V6: u32 = 16_384;
+    /// Single-port policy entries (the hash map is preallocated: about 100 bytes each).
+    pub const POLICY_EXACT: u32 = 131_072;
+    /// Shorter policy entries (a port range becomes one entry per aligned block).
+    pub const POLICY: u32 = 131_072;
     /// Rule ids: rule counters are an array indexed by id, ids run from 1 to this minus one.
     pub const RULES: u32 = 65_536;
     /// Bytes of the drop event ring buffer (a power of two, a multiple of the page size).

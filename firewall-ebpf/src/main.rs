@@ -56,3 +56,15 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Baseline for benchmarks: a TC program that does nothing. Loaded only by `firewall bench`.
+#[classifier]
+pub fn bench_empty_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
+/// Baseline for benchmarks: an XDP program that does nothing. Loaded only by `firewall bench`.
+#[xdp]
+pub fn bench_empty_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}

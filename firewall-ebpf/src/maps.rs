@@ -3,37 +3,49 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use firewall_common::{
     Counter, Decision, Identity, PolicyKey, PolicyValue, Reason,
     maps::{Stat, capacity},
 };
 
-/// IPv4 address prefix to identity.
+/// IPv4 app instance address to identity.
+#[map(name = "IPCACHE_HOSTS_V4")]
+pub static IPCACHE_HOSTS_V4: HashMap<[u8; 4], Identity> =
+    HashMap::with_max_entries(capacity::IPCACHE_HOSTS_V4, 0);
+
+/// IPv6 app instance address to identity.
+#[map(name = "IPCACHE_HOSTS_V6")]
+pub static IPCACHE_HOSTS_V6: HashMap<[u8; 16], Identity> =
+    HashMap::with_max_entries(capacity::IPCACHE_HOSTS_V6, 0);
+
+/// IPv4 network prefix to identity.
 #[map(name = "IPCACHE_V4")]
 pub static IPCACHE_V4: LpmTrie<[u8; 4], Identity> =
     LpmTrie::with_max_entries(capacity::IPCACHE_V4, 0);
 
-/// IPv6 address prefix to identity.
+/// IPv6 network prefix to identity.
 #[map(name = "IPCACHE_V6")]
 pub static IPCACHE_V6: LpmTrie<[u8; 16], Identity> =
     LpmTrie::with_max_entries(capacity::IPCACHE_V6, 0);
 
+/// Fully specified (source, destination, protocol, port) to the allowing rule.
+#[map(name = "POLICY_EXACT")]
+pub static POLICY_EXACT: HashMap<PolicyKey, PolicyValue> =
+    HashMap::with_max_entries(capacity::POLICY_EXACT, 0);
+
 /// (source, destination, protocol, port prefix) to the allowing rule.
 #[map(name = "POLICY")]
-pub static POLICY: LpmTrie<PolicyKey, PolicyValue> =
-    LpmTrie::with_max_entries(capacity::POLICY, 0);
+pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(capacity::POLICY, 0);
 
 /// Packets and bytes per reason code.
 #[map(name = "REASON_COUNTERS")]
-pub static REASON_COUNTERS: PerCpuArray<Counter> =
-    PerCpuArray::with_max_entries(Reason::COUNT, 0);
+pub static REASON_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
 
 /// Packets and bytes per rule id.
 #[map(name = "RULE_COUNTERS")]
-pub static RULE_COUNTERS: PerCpuArray<Counter> =
-    PerCpuArray::with_max_entries(capacity::RULES, 0);
+pub static RULE_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::RULES, 0);
 
 /// One record per dropped packet.
 #[map(name = "DROP_EVENTS")]

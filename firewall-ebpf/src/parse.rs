@@ -95,15 +95,20 @@ fn be16(b: [u8; 2]) -> u16 {
 pub fn parse<P: Packet>(pkt: &P) -> Result<Frame, Rejected> {
     let len = pkt.len();
     let mut offset = ETH_HEADER;
-    let mut ethertype = be16(pkt.load(12).map_err(|_| reject(Reason::Malformed, Flow::empty(0)))?);
+    let mut ethertype = be16(
+        pkt.load(12)
+            .map_err(|_| reject(Reason::Malformed, Flow::empty(0)))?,
+    );
     let mut tags = 0;
     while ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         if tags == MAX_VLAN_TAGS {
             return Err(reject(Reason::Malformed, Flow::empty(0)));
         }
         // A tag is 4 bytes: TCI, then the next EtherType.
-        ethertype =
-            be16(pkt.load(offset + 2).map_err(|_| reject(Reason::Malformed, Flow::empty(0)))?);
+        ethertype = be16(
+            pkt.load(offset + 2)
+                .map_err(|_| reject(Reason::Malformed, Flow::empty(0)))?,
+        );
         offset += 4;
         tags += 1;
     }
@@ -154,7 +159,11 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: u32, len: u32) -> Result<Flow, Rejected> {
     }
     // A payload length of 0 is a jumbogram (or IPv6 BIG TCP): the frame gives the length.
     let payload_len = be16([h[4], h[5]]) as u32;
-    let end = if payload_len == 0 { len } else { l3 + IPV6_HEADER + payload_len };
+    let end = if payload_len == 0 {
+        len
+    } else {
+        l3 + IPV6_HEADER + payload_len
+    };
     if end > len {
         return Err(reject(Reason::Malformed, flow));
     }
@@ -169,7 +178,9 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: u32, len: u32) -> Result<Flow, Rejected> {
                     flow.protocol = next;
                     return Err(reject(Reason::Malformed, flow));
                 }
-                let e: [u8; 2] = pkt.load(offset).map_err(|_| reject(Reason::Malformed, flow))?;
+                let e: [u8; 2] = pkt
+                    .load(offset)
+                    .map_err(|_| reject(Reason::Malformed, flow))?;
                 let len = if next == NEXTHDR_AUTH {
                     (e[1] as u32 + 2) * 4
                 } else {
@@ -179,7 +190,9 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: u32, len: u32) -> Result<Flow, Rejected> {
                 len
             }
             NEXTHDR_FRAGMENT => {
-                let f: [u8; 4] = pkt.load(offset).map_err(|_| reject(Reason::Malformed, flow))?;
+                let f: [u8; 4] = pkt
+                    .load(offset)
+                    .map_err(|_| reject(Reason::Malformed, flow))?;
                 next = f[0];
                 if be16([f[2], f[3]]) >> 3 != 0 {
                     flow.protocol = next;
@@ -195,9 +208,9 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: u32, len: u32) -> Result<Flow, Rejected> {
         }
         walked += 1;
     }
+    flow.protocol = next;
     if is_extension(next) {
         // Still inside the chain after the walk's bound.
-        flow.protocol = next;
         return Err(reject(Reason::Malformed, flow));
     }
     parse_transport(pkt, offset, end, flow)
@@ -214,9 +227,18 @@ fn is_extension(next: u8) -> bool {
 /// Reads ports (or ICMP type and code) from the transport header at `l4`, which must end
 /// at or before `end`, the end of the IP datagram.
 #[inline(always)]
-fn parse_transport<P: Packet>(pkt: &P, l4: u32, end: u32, mut flow: Flow) -> Result<Flow, Rejected> {
+fn parse_transport<P: Packet>(
+    pkt: &P,
+    l4: u32,
+    end: u32,
+    mut flow: Flow,
+) -> Result<Flow, Rejected> {
     let available = end - l4;
-    let icmp = if flow.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
+    let icmp = if flow.family == 4 {
+        IPPROTO_ICMP
+    } else {
+        IPPROTO_ICMPV6
+    };
     match flow.protocol {
         IPPROTO_TCP => {
             if available < 20 {

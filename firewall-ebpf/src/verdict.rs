@@ -1,19 +1,20 @@
 //! The decision: parse, find both identities, look the policy up once, count, report.
 //!
-//! Per packet this costs two ipcache lookups and one policy lookup, whatever the number of
-//! rules (see `PolicyKey` for why one lookup covers port ranges), plus the counter updates.
+//! Per packet this costs one longest-prefix match per address and one for the policy,
+//! whatever the number of rules (see `PolicyKey` for why one match covers port ranges), plus
+//! the counter updates. Each match is a hash lookup of the full-length key, then a trie walk
+//! only on a miss (see `firewall_common::maps`): three to six lookups, never more.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use firewall_common::{
-    Counter, Decision, DropEvent, Hook, Identity, PolicyKey, Reason, Verdict,
-    identity::reserved,
+    Counter, Decision, DropEvent, Hook, Identity, PolicyKey, Reason, Verdict, identity::reserved,
     maps::Stat,
 };
 
 use crate::{
     maps::{
-        DATAPATH_STATS, DECISION, DROP_EVENTS, IPCACHE_V4, IPCACHE_V6, POLICY, REASON_COUNTERS,
-        RULE_COUNTERS,
+        DATAPATH_STATS, DECISION, DROP_EVENTS, IPCACHE_HOSTS_V4, IPCACHE_HOSTS_V6, IPCACHE_V4,
+        IPCACHE_V6, POLICY, POLICY_EXACT, REASON_COUNTERS, RULE_COUNTERS,
     },
     packet::Packet,
     parse::{self, Flow, Frame, IPPROTO_ICMPV6},
@@ -95,11 +96,15 @@ fn decide(flow: &Flow) -> Outcome {
     }
     let source_identity = identity_of(flow.family, &flow.source);
     let destination_identity = identity_of(flow.family, &flow.destination);
-    let key = Key::new(
-        PolicyKey::PREFIX_FULL,
-        PolicyKey::new(source_identity, destination_identity, flow.protocol, flow.destination_port),
+    let key = PolicyKey::new(
+        source_identity,
+        destination_identity,
+        flow.protocol,
+        flow.destination_port,
     );
-    match POLICY.get(&key) {
+    // SAFETY: the value is copied out at once.
+    let exact = unsafe { POLICY_EXACT.get(&key) }.copied();
+    match exact.or_else(|| POLICY.get(Key::new(PolicyKey::PREFIX_FULL, key)).copied()) {
         Some(value) => Outcome {
             reason: Reason::Policy,
             rule_id: value.rule_id,
@@ -118,11 +123,16 @@ fn decide(flow: &Flow) -> Outcome {
 /// The identity of an address: the longest ipcache prefix holding it, or world.
 #[inline(always)]
 fn identity_of(family: u8, address: &[u8; 16]) -> Identity {
+    // SAFETY (both hash lookups): the value is copied out at once.
     let found = if family == 4 {
         let v4 = [address[0], address[1], address[2], address[3]];
-        IPCACHE_V4.get(&Key::new(32, v4)).copied()
+        unsafe { IPCACHE_HOSTS_V4.get(&v4) }
+            .copied()
+            .or_else(|| IPCACHE_V4.get(&Key::new(32, v4)).copied())
     } else {
-        IPCACHE_V6.get(&Key::new(128, *address)).copied()
+        unsafe { IPCACHE_HOSTS_V6.get(address) }
+            .copied()
+            .or_else(|| IPCACHE_V6.get(&Key::new(128, *address)).copied())
     };
     found.unwrap_or(reserved::WORLD)
 }

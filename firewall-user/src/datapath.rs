@@ -1,0 +1,417 @@
+//! Loading the eBPF programs and filling their maps from a compiled policy.
+//!
+//! A [`Datapath`] owns one loaded copy of the programs and maps. It is not attached anywhere
+//! by itself: [`crate::attach`] hooks it to interfaces, [`crate::replay`] runs packets through
+//! it with `BPF_PROG_TEST_RUN`.
+//!
+//! Needs root (CAP_BPF and CAP_NET_ADMIN), a kernel with BTF and LPM tries (4.20+), ring
+//! buffers (5.8+) and `bpf_xdp_load_bytes` (5.18+).
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, lpm_trie::Key, lpm_trie::LpmTrie},
+    programs::{ProgramError, SchedClassifier, Xdp},
+};
+use firewall_common::{
+    Counter, Decision, Hook, Identity, PolicyKey, PolicyValue, Reason,
+    maps::{self, Stat, capacity},
+};
+use thiserror::Error;
+
+use crate::policy::{CompiledPolicy, PolicyEntry};
+
+/// The compiled programs, built by `build.rs` from the `firewall-ebpf` crate.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"));
+
+/// Program names in the object, one per hook.
+pub const TC_INGRESS: &str = "firewall_tc_ingress";
+/// See [`TC_INGRESS`].
+pub const TC_EGRESS: &str = "firewall_tc_egress";
+/// See [`TC_INGRESS`].
+pub const XDP: &str = "firewall_xdp";
+/// Empty programs, the baselines of `firewall bench`.
+const BASELINE_TC: &str = "bench_empty_tc";
+/// See [`BASELINE_TC`].
+const BASELINE_XDP: &str = "bench_empty_xdp";
+
+/// Errors of loading and filling the datapath.
+#[derive(Debug, Error)]
+pub enum DatapathError {
+    /// The object could not be loaded (map creation, BTF, relocation).
+    #[error("loading the eBPF object failed (are you root, is /sys/fs/bpf mounted?): {0}")]
+    Load(#[from] aya::EbpfError),
+    /// The kernel rejected a program; the verifier log is in the source.
+    #[error("the kernel rejected program {program}: {source}")]
+    Program {
+        /// Program name.
+        program: &'static str,
+        /// What the kernel said.
+        source: ProgramError,
+    },
+    /// A map the programs should declare is not in the object.
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    /// A map operation failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// What failed.
+        source: aya::maps::MapError,
+    },
+    /// The policy does not fit: nothing was written.
+    #[error("policy needs {needed} entries in map {map}, which holds {limit}; nothing was loaded")]
+    Capacity {
+        /// Map name.
+        map: &'static str,
+        /// Entries the policy needs.
+        needed: usize,
+        /// The map's capacity.
+        limit: u32,
+    },
+}
+
+/// Map sizes. Kernel maps cannot grow after creation, so these are fixed at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacities {
+    /// IPv4 app instance addresses.
+    pub ipcache_hosts_v4: u32,
+    /// IPv6 app instance addresses.
+    pub ipcache_hosts_v6: u32,
+    /// IPv4 network prefixes.
+    pub ipcache_v4: u32,
+    /// IPv6 network prefixes.
+    pub ipcache_v6: u32,
+    /// Single-port policy entries.
+    pub policy_exact: u32,
+    /// Shorter policy entries.
+    pub policy: u32,
+    /// Rule ids (the largest usable id is one less).
+    pub rules: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Capacities {
+            ipcache_hosts_v4: capacity::IPCACHE_HOSTS_V4,
+            ipcache_hosts_v6: capacity::IPCACHE_HOSTS_V6,
+            ipcache_v4: capacity::IPCACHE_V4,
+            ipcache_v6: capacity::IPCACHE_V6,
+            policy_exact: capacity::POLICY_EXACT,
+            policy: capacity::POLICY,
+            rules: capacity::RULES,
+        }
+    }
+}
+
+/// A compiled policy split the way the maps hold it: full-length keys in the hash maps,
+/// shorter prefixes in the tries (see `firewall_common::maps`).
+struct Placement<'a> {
+    hosts_v4: Vec<([u8; 4], Identity)>,
+    hosts_v6: Vec<([u8; 16], Identity)>,
+    prefixes_v4: Vec<(Key<[u8; 4]>, Identity)>,
+    prefixes_v6: Vec<(Key<[u8; 16]>, Identity)>,
+    exact: Vec<&'a PolicyEntry>,
+    ranges: Vec<&'a PolicyEntry>,
+}
+
+impl<'a> Placement<'a> {
+    fn of(compiled: &'a CompiledPolicy) -> Self {
+        let mut p = Placement {
+            hosts_v4: Vec::new(),
+            hosts_v6: Vec::new(),
+            prefixes_v4: Vec::new(),
+            prefixes_v6: Vec::new(),
+            exact: Vec::new(),
+            ranges: Vec::new(),
+        };
+        for (net, identity) in &compiled.ipcache_v4 {
+            let address = net.network().octets();
+            match net.prefix_len() {
+                32 => p.hosts_v4.push((address, *identity)),
+                len => p
+                    .prefixes_v4
+                    .push((Key::new(u32::from(len), address), *identity)),
+            }
+        }
+        for (net, identity) in &compiled.ipcache_v6 {
+            let address = net.network().octets();
+            match net.prefix_len() {
+                128 => p.hosts_v6.push((address, *identity)),
+                len => p
+                    .prefixes_v6
+                    .push((Key::new(u32::from(len), address), *identity)),
+            }
+        }
+        for entry in &compiled.policy {
+            if entry.prefix_len == PolicyKey::PREFIX_FULL {
+                p.exact.push(entry);
+            } else {
+                p.ranges.push(entry);
+            }
+        }
+        p
+    }
+
+    /// Checks every map's share against its capacity, naming the first that overflows.
+    fn check(&self, caps: &Capacities, max_rule_id: u32) -> Result<(), DatapathError> {
+        let checks = [
+            (
+                maps::IPCACHE_HOSTS_V4,
+                self.hosts_v4.len(),
+                caps.ipcache_hosts_v4,
+            ),
+            (
+                maps::IPCACHE_HOSTS_V6,
+                self.hosts_v6.len(),
+                caps.ipcache_hosts_v6,
+            ),
+            (maps::IPCACHE_V4, self.prefixes_v4.len(), caps.ipcache_v4),
+            (maps::IPCACHE_V6, self.prefixes_v6.len(), caps.ipcache_v6),
+            (maps::POLICY_EXACT, self.exact.len(), caps.policy_exact),
+            (maps::POLICY, self.ranges.len(), caps.policy),
+            (maps::RULE_COUNTERS, max_rule_id as usize + 1, caps.rules),
+        ];
+        for (map, needed, limit) in checks {
+            if needed > limit as usize {
+                return Err(DatapathError::Capacity { map, needed, limit });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How to load the programs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Map sizes.
+    pub capacities: Capacities,
+    /// Keep the last decision in the `DECISION` map (replay and benchmarks). Off for live
+    /// enforcement, where the verifier then removes that code.
+    pub replay: bool,
+}
+
+/// One loaded copy of the programs and their maps.
+pub struct Datapath {
+    ebpf: Ebpf,
+    capacities: Capacities,
+}
+
+impl Datapath {
+    /// Loads the object and every program into the kernel (the verifier runs here).
+    ///
+    /// # Errors
+    /// [`DatapathError::Load`] or [`DatapathError::Program`] when the kernel refuses.
+    pub fn load(options: &LoadOptions) -> Result<Self, DatapathError> {
+        let caps = options.capacities;
+        let replay = u8::from(options.replay);
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::IPCACHE_HOSTS_V4, caps.ipcache_hosts_v4)
+            .map_max_entries(maps::IPCACHE_HOSTS_V6, caps.ipcache_hosts_v6)
+            .map_max_entries(maps::IPCACHE_V4, caps.ipcache_v4)
+            .map_max_entries(maps::IPCACHE_V6, caps.ipcache_v6)
+            .map_max_entries(maps::POLICY_EXACT, caps.policy_exact)
+            .map_max_entries(maps::POLICY, caps.policy)
+            .map_max_entries(maps::RULE_COUNTERS, caps.rules)
+            .override_global(maps::REPLAY_GLOBAL, &replay, true)
+            .load(PROGRAMS)?;
+        for name in [TC_INGRESS, TC_EGRESS] {
+            let program: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
+            program.load().map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })?;
+        }
+        let xdp: &mut Xdp = program_mut(&mut ebpf, XDP)?;
+        xdp.load().map_err(|source| DatapathError::Program {
+            program: XDP,
+            source,
+        })?;
+        Ok(Datapath {
+            ebpf,
+            capacities: caps,
+        })
+    }
+
+    /// Writes a compiled policy into empty maps. The whole policy is checked against the map
+    /// capacities first, so a policy that does not fit writes nothing.
+    ///
+    /// # Errors
+    /// [`DatapathError::Capacity`] before any write; [`DatapathError::Map`] if the kernel
+    /// refuses an entry (it should not once the capacity check passed).
+    pub fn apply(&mut self, compiled: &CompiledPolicy) -> Result<(), DatapathError> {
+        let placement = Placement::of(compiled);
+        placement.check(&self.capacities, compiled.max_rule_id)?;
+        let mut hosts_v4: HashMap<&mut MapData, [u8; 4], Identity> =
+            self.map_mut(maps::IPCACHE_HOSTS_V4)?;
+        for (address, identity) in &placement.hosts_v4 {
+            hosts_v4
+                .insert(address, identity, 0)
+                .map_err(map_error(maps::IPCACHE_HOSTS_V4))?;
+        }
+        let mut hosts_v6: HashMap<&mut MapData, [u8; 16], Identity> =
+            self.map_mut(maps::IPCACHE_HOSTS_V6)?;
+        for (address, identity) in &placement.hosts_v6 {
+            hosts_v6
+                .insert(address, identity, 0)
+                .map_err(map_error(maps::IPCACHE_HOSTS_V6))?;
+        }
+        let mut v4: LpmTrie<&mut MapData, [u8; 4], Identity> = self.map_mut(maps::IPCACHE_V4)?;
+        for (key, identity) in &placement.prefixes_v4 {
+            v4.insert(key, identity, 0)
+                .map_err(map_error(maps::IPCACHE_V4))?;
+        }
+        let mut v6: LpmTrie<&mut MapData, [u8; 16], Identity> = self.map_mut(maps::IPCACHE_V6)?;
+        for (key, identity) in &placement.prefixes_v6 {
+            v6.insert(key, identity, 0)
+                .map_err(map_error(maps::IPCACHE_V6))?;
+        }
+        let mut exact: HashMap<&mut MapData, PolicyKey, PolicyValue> =
+            self.map_mut(maps::POLICY_EXACT)?;
+        for entry in &placement.exact {
+            exact
+                .insert(entry.key, entry.value, 0)
+                .map_err(map_error(maps::POLICY_EXACT))?;
+        }
+        let mut ranges: LpmTrie<&mut MapData, PolicyKey, PolicyValue> =
+            self.map_mut(maps::POLICY)?;
+        for entry in &placement.ranges {
+            let key = Key::new(entry.prefix_len, entry.key);
+            ranges
+                .insert(&key, entry.value, 0)
+                .map_err(map_error(maps::POLICY))?;
+        }
+        Ok(())
+    }
+
+    /// The TC program of a hook.
+    pub fn tc(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DatapathError> {
+        let name = if hook == Hook::TcEgress {
+            TC_EGRESS
+        } else {
+            TC_INGRESS
+        };
+        program_mut(&mut self.ebpf, name)
+    }
+
+    /// The XDP program.
+    pub fn xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
+        program_mut(&mut self.ebpf, XDP)
+    }
+
+    /// The empty TC program benchmarks compare against, loaded on first use.
+    pub fn baseline_tc(&mut self) -> Result<&mut SchedClassifier, DatapathError> {
+        let program: &mut SchedClassifier = program_mut(&mut self.ebpf, BASELINE_TC)?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| DatapathError::Program {
+                program: BASELINE_TC,
+                source,
+            })?;
+        }
+        Ok(program)
+    }
+
+    /// The empty XDP program benchmarks compare against, loaded on first use.
+    pub fn baseline_xdp(&mut self) -> Result<&mut Xdp, DatapathError> {
+        let program: &mut Xdp = program_mut(&mut self.ebpf, BASELINE_XDP)?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| DatapathError::Program {
+                program: BASELINE_XDP,
+                source,
+            })?;
+        }
+        Ok(program)
+    }
+
+    /// Packets and bytes per reason, summed over CPUs, for every reason with a count.
+    pub fn reason_counters(&self) -> Result<Vec<(Reason, Counter)>, DatapathError> {
+        let array: PerCpuArray<&MapData, Counter> = self.map(maps::REASON_COUNTERS)?;
+        let mut out = Vec::new();
+        for reason in Reason::ALL {
+            let counter = sum(&array, u32::from(reason as u8), maps::REASON_COUNTERS)?;
+            if counter.packets != 0 {
+                out.push((reason, counter));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packets and bytes of one rule, summed over CPUs.
+    pub fn rule_counter(&self, rule_id: u32) -> Result<Counter, DatapathError> {
+        let array: PerCpuArray<&MapData, Counter> = self.map(maps::RULE_COUNTERS)?;
+        sum(&array, rule_id, maps::RULE_COUNTERS)
+    }
+
+    /// Drop events that did not fit in the ring buffer, summed over CPUs.
+    pub fn drop_events_lost(&self) -> Result<u64, DatapathError> {
+        let array: PerCpuArray<&MapData, u64> = self.map(maps::DATAPATH_STATS)?;
+        let values = array
+            .get(&(Stat::DropEventsLost as u32), 0)
+            .map_err(map_error(maps::DATAPATH_STATS))?;
+        Ok(values.iter().sum())
+    }
+
+    /// The last decision of a program loaded with [`LoadOptions::replay`].
+    pub fn decision(&self) -> Result<Decision, DatapathError> {
+        let array: Array<&MapData, Decision> = self.map(maps::DECISION)?;
+        array.get(&0, 0).map_err(map_error(maps::DECISION))
+    }
+
+    /// Takes the drop event ring buffer out of the object (once).
+    pub fn take_drop_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, DatapathError> {
+        let map = self
+            .ebpf
+            .take_map(maps::DROP_EVENTS)
+            .ok_or(DatapathError::MissingMap(maps::DROP_EVENTS))?;
+        RingBuf::try_from(map).map_err(map_error(maps::DROP_EVENTS))
+    }
+
+    fn map<'a, M>(&'a self, name: &'static str) -> Result<M, DatapathError>
+    where
+        M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        M::try_from(map).map_err(map_error(name))
+    }
+
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, DatapathError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap(name))?;
+        M::try_from(map).map_err(map_error(name))
+    }
+}
+
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DatapathError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or(DatapathError::Program {
+        program: name,
+        source: ProgramError::NotLoaded,
+    })?;
+    program.try_into().map_err(|source| DatapathError::Program {
+        program: name,
+        source,
+    })
+}
+
+fn sum(
+    array: &PerCpuArray<&MapData, Counter>,
+    index: u32,
+    name: &'static str,
+) -> Result<Counter, DatapathError> {
+    let values = array.get(&index, 0).map_err(map_error(name))?;
+    Ok(values.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    }))
+}
+
+fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { map, source }
+}

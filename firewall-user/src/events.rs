@@ -1,0 +1,103 @@
+//! Turning drop events from the datapath into lines for people.
+
+use std::{
+    ffi::CStr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use firewall_common::{DropEvent, Hook, Reason};
+
+use crate::policy::Policy;
+
+/// Reads a [`DropEvent`] from ring buffer bytes; `None` when the record is too short.
+pub fn parse(bytes: &[u8]) -> Option<DropEvent> {
+    if bytes.len() < size_of::<DropEvent>() {
+        return None;
+    }
+    // SAFETY: the length was checked; `DropEvent` is plain old data for which every bit
+    // pattern is valid, and `read_unaligned` needs no alignment.
+    Some(unsafe { bytes.as_ptr().cast::<DropEvent>().read_unaligned() })
+}
+
+/// One line describing a drop: hook, interface, reason, addresses, protocol and identities.
+pub fn describe(event: &DropEvent, policy: &Policy) -> String {
+    let reason = Reason::from_code(event.reason).map_or("unknown", Reason::name);
+    let hook = Hook::from_code(event.hook).map_or("unknown", Hook::name);
+    let interface = interface_name(event.ifindex);
+    let mut line = format!("drop {reason} {hook} {interface}");
+    if let (Some(src), Some(dst)) = (
+        address(event.family, &event.source_address),
+        address(event.family, &event.destination_address),
+    ) {
+        let (sport, dport) = (event.source_port, event.destination_port);
+        let protocol = protocol_name(event.protocol);
+        match event.protocol {
+            1 | 58 => {
+                line += &format!(
+                    " {src} -> {dst} {protocol} type {} code {}",
+                    dport >> 8,
+                    dport & 0xff
+                )
+            }
+            6 | 17 | 132 => {
+                line += &format!(" {} -> {} {protocol}", join(src, sport), join(dst, dport))
+            }
+            _ => line += &format!(" {src} -> {dst} {protocol}"),
+        }
+    }
+    if event.source_identity != 0 {
+        let name = |id| {
+            policy
+                .identity_name(id)
+                .map_or_else(|| id.to_string(), str::to_string)
+        };
+        line += &format!(
+            " ({} -> {})",
+            name(event.source_identity),
+            name(event.destination_identity)
+        );
+    }
+    line
+}
+
+fn join(address: IpAddr, port: u16) -> String {
+    match address {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn address(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+        _ => None,
+    }
+}
+
+/// The name of an IP protocol number, or the number.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        p => format!("proto {p}"),
+    }
+}
+
+fn interface_name(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write.
+    let ptr = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if ptr.is_null() {
+        return format!("if{ifindex}");
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
