@@ -6,71 +6,10 @@ mod support;
 use firewall::{
     datapath::{Capacities, Datapath, DatapathError, LoadOptions},
     events,
-    policy::{self, Policy},
-    replay::{Outcome, ReplayHook, Replayer},
+    replay::{ReplayHook, Replayer},
 };
 use firewall_common::{Reason, Verdict};
-use support::{packets::*, *};
-
-fn policy() -> Policy {
-    policy::parse_str(POLICY, "test policy").expect("test policy is valid")
-}
-
-struct Both {
-    tc: Replayer,
-    xdp: Replayer,
-}
-
-impl Both {
-    fn new(policy: &Policy) -> Both {
-        let compiled = policy.compile();
-        Both {
-            tc: Replayer::new(&compiled, ReplayHook::Tc).expect("load TC for replay"),
-            xdp: Replayer::new(&compiled, ReplayHook::Xdp).expect("load XDP for replay"),
-        }
-    }
-
-    /// Runs `frame` at both hooks, checks they agree, and returns the outcome.
-    fn run(&mut self, frame: &[u8]) -> Outcome {
-        let tc = self
-            .tc
-            .run(frame)
-            .unwrap_or_else(|e| panic!("TC run of {frame:02x?}: {e}"));
-        let xdp = self
-            .xdp
-            .run(frame)
-            .unwrap_or_else(|e| panic!("XDP run of {frame:02x?}: {e}"));
-        assert_eq!(tc, xdp, "TC and XDP disagree on {frame:02x?}");
-        tc
-    }
-
-    fn expect(&mut self, what: &str, frame: &[u8], reason: Reason, rule: Option<u32>) {
-        let outcome = self.run(frame);
-        assert_eq!(
-            (outcome.reason, outcome.rule),
-            (reason, rule),
-            "{what}: got {outcome:?}"
-        );
-        assert_eq!(outcome.verdict, reason.verdict(), "{what}");
-    }
-}
-
-/// What a case expects: the reason and, for an allow by policy, the rule.
-type Expected = (Reason, Option<u32>);
-
-fn allowed(rule: u32) -> Expected {
-    (Reason::Policy, Some(rule))
-}
-
-const DENIED: Expected = (Reason::DeniedByDefault, None);
-const MALFORMED: Expected = (Reason::Malformed, None);
-const FRAGMENT: Expected = (Reason::Fragment, None);
-
-fn check(both: &mut Both, cases: &[(&str, Vec<u8>, Expected)]) {
-    for (what, frame, (reason, rule)) in cases {
-        both.expect(what, frame, *reason, *rule);
-    }
-}
+use support::{packets::*, replay::*, *};
 
 #[test]
 fn identity_policy_allows_only_what_a_rule_names() {
@@ -221,9 +160,9 @@ fn icmp_type_and_code_are_matched() {
                 allowed(3),
             ),
             (
-                "any icmp from frontend: unreachable",
+                "an unreachable error quoting no flow",
                 icmp4(FRONTEND, 3, 4),
-                allowed(3),
+                (Reason::UntrackedIcmpError, None),
             ),
             (
                 "monitor: echo request only",
@@ -231,8 +170,13 @@ fn icmp_type_and_code_are_matched() {
                 allowed(6),
             ),
             (
-                "monitor: echo request, any code",
-                icmp4(MONITOR, 8, 7),
+                "monitor: echo request, any code (another echo id)",
+                {
+                    let mut f = icmp4(MONITOR, 8, 7);
+                    let id = f.len() - 3;
+                    f[id] = 2;
+                    f
+                },
                 allowed(6),
             ),
             (
@@ -241,8 +185,26 @@ fn icmp_type_and_code_are_matched() {
                 DENIED,
             ),
             ("icmpv6 echo request code 0", icmp6(128, 0), allowed(8)),
-            ("icmpv6 echo request code 1", icmp6(128, 1), DENIED),
-            ("icmpv6 echo reply", icmp6(129, 0), DENIED),
+            (
+                "icmpv6 echo request code 1 (another echo id)",
+                {
+                    let mut f = icmp6(128, 1);
+                    let id = f.len() - 3;
+                    f[id] = 2;
+                    f
+                },
+                DENIED,
+            ),
+            (
+                "icmpv6 echo reply to no request",
+                {
+                    let mut f = icmp6(129, 0);
+                    let id = f.len() - 3;
+                    f[id] = 3;
+                    f
+                },
+                DENIED,
+            ),
         ],
     );
 }
@@ -527,10 +489,12 @@ fn ipv4_fragments() {
     let policy = policy();
     let mut both = Both::new(&policy);
     let more_fragments = 0x2000;
-    let first = ipv4_with(FRONTEND, BACKEND, TCP, &[], more_fragments, &tcp(1, 8081));
-    let first_denied = ipv4_with(FRONTEND, BACKEND, TCP, &[], more_fragments, &tcp(1, 8082));
-    let later = ipv4_with(FRONTEND, BACKEND, TCP, &[], more_fragments | 3, &[0; 24]);
-    let last = ipv4_with(FRONTEND, BACKEND, TCP, &[], 6, &[0; 24]);
+    // Distinct identifications: these are unrelated datagrams (tests/conntrack.rs pins how
+    // fragments of one datagram follow its first).
+    let first = ipv4_fragment(FRONTEND, BACKEND, TCP, 1, more_fragments, &tcp(1, 8081));
+    let first_denied = ipv4_fragment(FRONTEND, BACKEND, TCP, 2, more_fragments, &tcp(1, 8082));
+    let later = ipv4_fragment(FRONTEND, BACKEND, TCP, 3, more_fragments | 3, &[0; 24]);
+    let last = ipv4_fragment(FRONTEND, BACKEND, TCP, 4, 6, &[0; 24]);
     let tiny_first = ipv4_with(
         FRONTEND,
         BACKEND,
@@ -552,8 +516,16 @@ fn ipv4_fragments() {
                 ethernet(ETH_IPV4, &[], &first_denied),
                 DENIED,
             ),
-            ("middle fragment", ethernet(ETH_IPV4, &[], &later), FRAGMENT),
-            ("last fragment", ethernet(ETH_IPV4, &[], &last), FRAGMENT),
+            (
+                "middle fragment of an unseen datagram",
+                ethernet(ETH_IPV4, &[], &later),
+                FRAGMENT,
+            ),
+            (
+                "last fragment of an unseen datagram",
+                ethernet(ETH_IPV4, &[], &last),
+                FRAGMENT,
+            ),
             (
                 "first fragment too short for the tcp header",
                 ethernet(ETH_IPV4, &[], &tiny_first),
@@ -604,13 +576,16 @@ fn ipv6_extension_headers_are_walked_within_a_bound() {
                 allowed(1),
             ),
             (
-                "later fragment",
-                v6(frag, &fragment6(TCP, 10, true, &[0; 16])),
+                "later fragment of an unseen datagram",
+                v6(frag, &fragment6_id(TCP, 0x1111, 10, true, &[0; 16])),
                 FRAGMENT,
             ),
             (
                 "fragment in the chain",
-                v6(dest, &ext(frag, &fragment6(TCP, 1, false, &[0; 16]))),
+                v6(
+                    dest,
+                    &ext(frag, &fragment6_id(TCP, 0x2222, 2, false, &[0; 16])),
+                ),
                 FRAGMENT,
             ),
             (
@@ -727,6 +702,7 @@ fn a_policy_that_does_not_fit_writes_nothing() {
     let mut datapath = Datapath::load(&LoadOptions {
         capacities,
         replay: true,
+        ..LoadOptions::default()
     })
     .expect("load");
     match datapath.apply(&compiled) {

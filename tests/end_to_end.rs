@@ -24,8 +24,7 @@ use firewall::{
 };
 use firewall_common::Reason;
 
-/// Until connection tracking lands, replies need a rule of their own: the backend may answer
-/// the frontend's ephemeral ports (Linux's default range).
+/// Rules in the forward direction only: replies pass because their flows are tracked.
 const POLICY: &str = r#"
 apps:
   frontend: {ips: [198.18.1.10, "2001:db8:1::10"]}
@@ -33,8 +32,7 @@ apps:
 policies:
   - {source: frontend, destination: backend, protocol: tcp, ports: 8081}
   - {source: frontend, destination: backend, protocol: udp, ports: 5353}
-  - {source: backend, destination: frontend, protocol: tcp, ports: 32768-60999}
-  - {source: backend, destination: frontend, protocol: udp, ports: 32768-60999}
+  - {source: frontend, destination: backend, protocol: tcp, ports: 7000}
 "#;
 
 const SERVER_LIFETIME: Duration = Duration::from_secs(20);
@@ -227,6 +225,27 @@ fn enforce_and_exchange(name: &str, xdp: bool) {
     );
     assert!(servers.received(8081) >= 2 && servers.received(5353) >= 1);
 
+    // The other way round nothing is allowed: a connection the backend opens to the
+    // frontend's own listener is refused, though the frontend's flows to it are tracked.
+    let frontend = testbed
+        .host("frontend")
+        .expect("frontend host")
+        .namespace
+        .clone();
+    let reverse_servers = Servers::start(&frontend, &["198.18.1.10"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let to_frontend = SocketAddr::new("198.18.1.10".parse().expect("address"), 8081);
+    let reverse = testbed::in_namespace(&backend, move || {
+        TcpStream::connect_timeout(&to_frontend, DENIED_WAIT)
+    })
+    .expect("enter backend namespace");
+    assert!(
+        reverse.is_err(),
+        "the backend must not open a connection to the frontend"
+    );
+    assert_eq!(reverse_servers.received(8081), 0);
+    drop(reverse_servers);
+
     let reasons = datapath.reason_counters().expect("counters");
     let packets = |r| {
         reasons
@@ -235,8 +254,10 @@ fn enforce_and_exchange(name: &str, xdp: bool) {
             .map_or(0, |(_, c)| c.packets)
     };
     assert!(packets(Reason::Policy) > 0, "{reasons:?}");
+    assert!(packets(Reason::Reply) > 0, "{reasons:?}");
+    assert!(packets(Reason::Established) > 0, "{reasons:?}");
     assert!(packets(Reason::DeniedByDefault) > 0, "{reasons:?}");
-    for rule in 1..=4 {
+    for rule in 1..=2 {
         let hits = datapath.rule_counter(rule).expect("rule counter");
         assert!(
             hits.packets > 0 && hits.bytes > 0,
@@ -256,4 +277,134 @@ fn tc_enforces_real_tcp_and_udp_between_namespaces() {
 #[test]
 fn xdp_enforces_real_tcp_and_udp_between_namespaces() {
     enforce_and_exchange("e2exd", true);
+}
+
+/// A connection on port 7000 carries a byte every 50 ms; the rule is revoked while it runs.
+/// The server must see nothing arrive later than one second after the revocation.
+#[test]
+fn revoking_a_rule_stops_an_established_connection_within_a_second() {
+    let policy: Policy = policy::parse_str(POLICY, "end-to-end policy").expect("valid policy");
+    let testbed = Testbed::up("e2erv", &testbed::hosts_of(&policy)).expect("testbed");
+    let compiled = policy.compile();
+    let mut datapath = Datapath::load(&LoadOptions::default()).expect("load");
+    datapath.apply(&compiled).expect("apply");
+    attach::attach(&mut datapath, &testbed.interfaces(), false).expect("attach");
+    let backend = testbed
+        .host("backend")
+        .expect("backend host")
+        .namespace
+        .clone();
+    let frontend = testbed
+        .host("frontend")
+        .expect("frontend host")
+        .namespace
+        .clone();
+
+    let at: SocketAddr = "198.18.2.10:7000".parse().expect("address");
+    let run_for = Duration::from_secs(5);
+    let server = testbed::spawn_in_namespace(&backend, move || -> std::io::Result<Vec<Instant>> {
+        let listener = TcpListener::bind(at)?;
+        listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + run_for;
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut arrivals = Vec::new();
+        let mut buf = [0u8; 64];
+        while Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => arrivals.push(Instant::now()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(arrivals)
+    })
+    .expect("enter backend namespace");
+    std::thread::sleep(Duration::from_millis(200));
+    let client = testbed::spawn_in_namespace(&frontend, move || -> std::io::Result<u32> {
+        let mut stream = TcpStream::connect_timeout(&at, CONNECT_TIMEOUT)?;
+        stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut sent = 0;
+        while Instant::now() < deadline {
+            if stream.write_all(b"x").is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(sent)
+    })
+    .expect("enter frontend namespace");
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let rule = policy
+        .rules
+        .iter()
+        .find(|r| policy.describe_rule(r).ends_with("tcp 7000"))
+        .expect("the port 7000 rule")
+        .id;
+    let stale = firewall::policy::CompiledPolicy {
+        ipcache_v4: Vec::new(),
+        ipcache_v6: Vec::new(),
+        policy: compiled
+            .policy
+            .iter()
+            .copied()
+            .filter(|e| e.value.rule_id == rule)
+            .collect(),
+        max_rule_id: compiled.max_rule_id,
+    };
+    datapath.remove_entries(&stale).expect("remove the rule");
+    datapath.bump_revision().expect("bump revision");
+    let revoked_at = Instant::now();
+
+    let sent = client
+        .join()
+        .expect("client thread")
+        .expect("client namespace")
+        .expect("client");
+    let arrivals = server
+        .join()
+        .expect("server thread")
+        .expect("server namespace")
+        .expect("server");
+    let before = arrivals.iter().filter(|t| **t < revoked_at).count();
+    let late: Vec<Duration> = arrivals
+        .iter()
+        .filter(|t| **t > revoked_at + Duration::from_secs(1))
+        .map(|t| *t - revoked_at)
+        .collect();
+    assert!(
+        before >= 10,
+        "the connection was not busy before the revocation: {before} of {sent}"
+    );
+    assert!(
+        late.is_empty(),
+        "data still arrived after the revocation: {late:?}"
+    );
+    let revoked = datapath
+        .reason_counters()
+        .expect("counters")
+        .iter()
+        .find(|(r, _)| *r == Reason::Revoked)
+        .map_or(0, |(_, c)| c.packets);
+    assert!(revoked >= 1, "no packet was dropped as revoked");
+    drop(datapath);
+    drop(testbed);
 }

@@ -6,6 +6,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod conntrack;
 pub mod event;
 pub mod identity;
 pub mod maps;

@@ -139,11 +139,19 @@ pub struct Counter {
 pub enum Stat {
     /// Drop events that did not fit in the ring buffer.
     DropEventsLost = 0,
+    /// Flows the datapath added to the conntrack map (the key was absent).
+    ConntrackCreated = 1,
+    /// Flows the datapath removed (revoked rules).
+    ConntrackDeleted = 2,
+    /// Flows userspace removed (`firewall conntrack flush`), kept in CPU 0's slot.
+    ConntrackFlushed = 3,
+    /// Conntrack inserts the kernel refused.
+    ConntrackInsertFailed = 4,
 }
 
 impl Stat {
     /// Size of the `DATAPATH_STATS` array.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 8;
 }
 
 /// What the program decided for the last packet, kept only by programs loaded for replay

@@ -30,6 +30,15 @@ pub enum Reason {
     /// ICMPv6 neighbour solicitation or advertisement (types 135, 136) with hop limit 255: the
     /// IPv6 counterpart of ARP.
     InfraNeighbourDiscovery = 4,
+    /// A packet in the opening direction of a tracked flow.
+    Established = 5,
+    /// A packet in the reverse direction of a tracked flow.
+    Reply = 6,
+    /// An ICMP or ICMPv6 error (unreachable, packet too big, time exceeded, parameter
+    /// problem) quoting a tracked flow.
+    Related = 7,
+    /// A later fragment of a datagram whose first fragment was allowed.
+    FragmentOfAllowed = 8,
 
     /// No rule allows this (source, destination, protocol, port): zero trust's default.
     DeniedByDefault = 64,
@@ -37,10 +46,17 @@ pub enum Reason {
     /// offset below 5, too many VLAN tags, an IPv6 extension chain longer than the walk allows,
     /// a first fragment too short to hold the ports).
     Malformed = 65,
-    /// A non-first IP fragment: it carries no transport header, so no port can be checked.
+    /// A non-first IP fragment whose first fragment was never seen (or has expired): it
+    /// carries no transport header, so no port can be checked.
     Fragment = 66,
     /// An EtherType that is neither IPv4, IPv6 nor ARP.
     UnsupportedEthertype = 67,
+    /// An ICMP or ICMPv6 error quoting no tracked flow.
+    UntrackedIcmpError = 68,
+    /// A later fragment of a datagram whose first fragment was dropped.
+    FragmentOfDenied = 69,
+    /// A tracked flow whose rule was revoked: the first packet after the revocation.
+    Revoked = 70,
 }
 
 impl Reason {
@@ -49,15 +65,22 @@ impl Reason {
     /// Size of the per-reason counter array: every code is below it.
     pub const COUNT: u32 = 128;
     /// Every reason, in code order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Policy,
         Reason::InfraArp,
         Reason::InfraRouterDiscovery,
         Reason::InfraNeighbourDiscovery,
+        Reason::Established,
+        Reason::Reply,
+        Reason::Related,
+        Reason::FragmentOfAllowed,
         Reason::DeniedByDefault,
         Reason::Malformed,
         Reason::Fragment,
         Reason::UnsupportedEthertype,
+        Reason::UntrackedIcmpError,
+        Reason::FragmentOfDenied,
+        Reason::Revoked,
     ];
 
     /// The verdict this reason stands for.
@@ -89,10 +112,17 @@ impl Reason {
             Reason::InfraArp => "infra-arp",
             Reason::InfraRouterDiscovery => "infra-router-discovery",
             Reason::InfraNeighbourDiscovery => "infra-neighbour-discovery",
+            Reason::Established => "established",
+            Reason::Reply => "reply",
+            Reason::Related => "related",
+            Reason::FragmentOfAllowed => "fragment-of-allowed",
             Reason::DeniedByDefault => "denied-by-default",
             Reason::Malformed => "malformed",
             Reason::Fragment => "fragment",
             Reason::UnsupportedEthertype => "unsupported-ethertype",
+            Reason::UntrackedIcmpError => "untracked-icmp-error",
+            Reason::FragmentOfDenied => "fragment-of-denied",
+            Reason::Revoked => "revoked",
         }
     }
 }

@@ -4,9 +4,11 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod maps;
 mod packet;
 mod parse;
+mod policy;
 mod verdict;
 
 use aya_ebpf::{

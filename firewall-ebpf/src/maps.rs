@@ -3,10 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use firewall_common::{
     Counter, Decision, Identity, PolicyKey, PolicyValue, Reason,
+    conntrack::{self, Config, CtEntry, CtKey, FragEntry, FragKey},
     maps::{Stat, capacity},
 };
 
@@ -58,3 +59,17 @@ pub static DATAPATH_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat
 /// The last decision, kept only when the programs were loaded for replay.
 #[map(name = "DECISION")]
 pub static DECISION: Array<Decision> = Array::with_max_entries(1, 0);
+
+/// Tracked flows, under the tuple of the packet that opened each.
+#[map(name = "CONNTRACK")]
+pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
+    LruHashMap::with_max_entries(conntrack::DEFAULT_CONNTRACK_ENTRIES, 0);
+
+/// Verdicts of first fragments, for the rest of their datagrams.
+#[map(name = "FRAGMENTS")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragEntry> =
+    LruHashMap::with_max_entries(conntrack::DEFAULT_FRAGMENT_ENTRIES, 0);
+
+/// Runtime configuration: the policy revision and the lifetimes.
+#[map(name = "CONFIG")]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

@@ -71,7 +71,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         };
         let mut datapath = Datapath::load(&LoadOptions {
             capacities,
-            replay: false,
+            ..LoadOptions::default()
         })?;
         datapath
             .apply(&compiled)

@@ -14,6 +14,7 @@ use aya::{
 };
 use firewall_common::{
     Counter, Decision, Hook, Identity, PolicyKey, PolicyValue, Reason,
+    conntrack::{self, Config, CtEntry, CtKey},
     maps::{self, Stat, capacity},
 };
 use thiserror::Error;
@@ -182,13 +183,31 @@ impl<'a> Placement<'a> {
 }
 
 /// How to load the programs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct LoadOptions {
     /// Map sizes.
     pub capacities: Capacities,
+    /// Flows the conntrack map holds; the least recently used is evicted beyond that.
+    pub conntrack_entries: u32,
+    /// Datagrams whose fragments are tracked at once.
+    pub fragment_entries: u32,
+    /// Lifetimes (the revision is managed by [`Datapath`]).
+    pub config: Config,
     /// Keep the last decision in the `DECISION` map (replay and benchmarks). Off for live
     /// enforcement, where the verifier then removes that code.
     pub replay: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            capacities: Capacities::default(),
+            conntrack_entries: conntrack::DEFAULT_CONNTRACK_ENTRIES,
+            fragment_entries: conntrack::DEFAULT_FRAGMENT_ENTRIES,
+            config: Config::default(),
+            replay: false,
+        }
+    }
 }
 
 /// One loaded copy of the programs and their maps.
@@ -213,6 +232,8 @@ impl Datapath {
             .map_max_entries(maps::POLICY_EXACT, caps.policy_exact)
             .map_max_entries(maps::POLICY, caps.policy)
             .map_max_entries(maps::RULE_COUNTERS, caps.rules)
+            .map_max_entries(conntrack::CONNTRACK, options.conntrack_entries)
+            .map_max_entries(conntrack::FRAGMENTS, options.fragment_entries)
             .override_global(maps::REPLAY_GLOBAL, &replay, true)
             .load(PROGRAMS)?;
         for name in [TC_INGRESS, TC_EGRESS] {
@@ -227,10 +248,57 @@ impl Datapath {
             program: XDP,
             source,
         })?;
-        Ok(Datapath {
+        let mut datapath = Datapath {
             ebpf,
             capacities: caps,
-        })
+        };
+        datapath.set_config(&options.config)?;
+        Ok(datapath)
+    }
+
+    /// The runtime configuration the datapath reads.
+    pub fn config(&self) -> Result<Config, DatapathError> {
+        let array: Array<&MapData, Config> = self.map(conntrack::CONFIG)?;
+        array.get(&0, 0).map_err(map_error(conntrack::CONFIG))
+    }
+
+    /// Replaces the runtime configuration.
+    pub fn set_config(&mut self, config: &Config) -> Result<(), DatapathError> {
+        let mut array: Array<&mut MapData, Config> = self.map_mut(conntrack::CONFIG)?;
+        array
+            .set(0, config, 0)
+            .map_err(map_error(conntrack::CONFIG))
+    }
+
+    /// Tells the datapath the policy changed: every tracked flow is checked against the
+    /// policy again before its next packet passes, so a revoked rule stops its flows at
+    /// their next packet.
+    pub fn bump_revision(&mut self) -> Result<u32, DatapathError> {
+        let mut config = self.config()?;
+        config.revision = config.revision.wrapping_add(1).max(1);
+        self.set_config(&config)?;
+        Ok(config.revision)
+    }
+
+    /// The conntrack map, for listing.
+    pub fn conntrack(&self) -> Result<HashMap<&MapData, CtKey, CtEntry>, DatapathError> {
+        self.map(conntrack::CONNTRACK)
+    }
+
+    /// The conntrack map, writable (flushing).
+    pub fn conntrack_mut(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, CtKey, CtEntry>, DatapathError> {
+        self.map_mut(conntrack::CONNTRACK)
+    }
+
+    /// A datapath statistic summed over CPUs.
+    pub fn stat(&self, stat: Stat) -> Result<u64, DatapathError> {
+        let array: PerCpuArray<&MapData, u64> = self.map(maps::DATAPATH_STATS)?;
+        let values = array
+            .get(&(stat as u32), 0)
+            .map_err(map_error(maps::DATAPATH_STATS))?;
+        Ok(values.iter().sum())
     }
 
     /// Writes a compiled policy into empty maps. The whole policy is checked against the map
@@ -242,6 +310,70 @@ impl Datapath {
     pub fn apply(&mut self, compiled: &CompiledPolicy) -> Result<(), DatapathError> {
         let placement = Placement::of(compiled);
         placement.check(&self.capacities, compiled.max_rule_id)?;
+        self.write(&placement)
+    }
+
+    /// Writes (or overwrites) every entry of `compiled`, without a capacity check: for
+    /// adding to a policy already in place.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when the kernel refuses an entry (a full map); the entries
+    /// written before it stay.
+    pub fn insert_entries(&mut self, compiled: &CompiledPolicy) -> Result<(), DatapathError> {
+        self.write(&Placement::of(compiled))
+    }
+
+    /// Removes exactly the entries of `stale`; entries already absent are skipped.
+    ///
+    /// # Errors
+    /// [`DatapathError::Map`] when a removal fails for another reason than absence.
+    pub fn remove_entries(&mut self, stale: &CompiledPolicy) -> Result<(), DatapathError> {
+        let p = Placement::of(stale);
+        let absent_is_fine = |map: &'static str| {
+            move |e: aya::maps::MapError| match e {
+                aya::maps::MapError::KeyNotFound => Ok(()),
+                source => Err(DatapathError::Map { map, source }),
+            }
+        };
+        let mut hosts_v4: HashMap<&mut MapData, [u8; 4], Identity> =
+            self.map_mut(maps::IPCACHE_HOSTS_V4)?;
+        for (address, _) in &p.hosts_v4 {
+            hosts_v4
+                .remove(address)
+                .or_else(absent_is_fine(maps::IPCACHE_HOSTS_V4))?;
+        }
+        let mut hosts_v6: HashMap<&mut MapData, [u8; 16], Identity> =
+            self.map_mut(maps::IPCACHE_HOSTS_V6)?;
+        for (address, _) in &p.hosts_v6 {
+            hosts_v6
+                .remove(address)
+                .or_else(absent_is_fine(maps::IPCACHE_HOSTS_V6))?;
+        }
+        let mut v4: LpmTrie<&mut MapData, [u8; 4], Identity> = self.map_mut(maps::IPCACHE_V4)?;
+        for (key, _) in &p.prefixes_v4 {
+            v4.remove(key).or_else(absent_is_fine(maps::IPCACHE_V4))?;
+        }
+        let mut v6: LpmTrie<&mut MapData, [u8; 16], Identity> = self.map_mut(maps::IPCACHE_V6)?;
+        for (key, _) in &p.prefixes_v6 {
+            v6.remove(key).or_else(absent_is_fine(maps::IPCACHE_V6))?;
+        }
+        let mut exact: HashMap<&mut MapData, PolicyKey, PolicyValue> =
+            self.map_mut(maps::POLICY_EXACT)?;
+        for entry in &p.exact {
+            exact
+                .remove(&entry.key)
+                .or_else(absent_is_fine(maps::POLICY_EXACT))?;
+        }
+        let mut ranges: LpmTrie<&mut MapData, PolicyKey, PolicyValue> =
+            self.map_mut(maps::POLICY)?;
+        for entry in &p.ranges {
+            let key = Key::new(entry.prefix_len, entry.key);
+            ranges.remove(&key).or_else(absent_is_fine(maps::POLICY))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, placement: &Placement<'_>) -> Result<(), DatapathError> {
         let mut hosts_v4: HashMap<&mut MapData, [u8; 4], Identity> =
             self.map_mut(maps::IPCACHE_HOSTS_V4)?;
         for (address, identity) in &placement.hosts_v4 {
@@ -344,11 +476,7 @@ impl Datapath {
 
     /// Drop events that did not fit in the ring buffer, summed over CPUs.
     pub fn drop_events_lost(&self) -> Result<u64, DatapathError> {
-        let array: PerCpuArray<&MapData, u64> = self.map(maps::DATAPATH_STATS)?;
-        let values = array
-            .get(&(Stat::DropEventsLost as u32), 0)
-            .map_err(map_error(maps::DATAPATH_STATS))?;
-        Ok(values.iter().sum())
+        self.stat(Stat::DropEventsLost)
     }
 
     /// The last decision of a program loaded with [`LoadOptions::replay`].

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod packets;
+pub mod replay;
 
 /// The policy most datapath tests run against. Rule ids are 1-based in file order.
 pub const POLICY: &str = r#"

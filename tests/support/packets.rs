@@ -34,13 +34,37 @@ pub fn ipv4_with(
     fragment: u16,
     payload: &[u8],
 ) -> Vec<u8> {
+    ipv4_full(src, dst, protocol, 0x1234, options, fragment, payload)
+}
+
+/// An IPv4 fragment: identification `id`, fragment field `fragment` (flags and offset).
+pub fn ipv4_fragment(
+    src: &str,
+    dst: &str,
+    protocol: u8,
+    id: u16,
+    fragment: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    ipv4_full(src, dst, protocol, id, &[], fragment, payload)
+}
+
+fn ipv4_full(
+    src: &str,
+    dst: &str,
+    protocol: u8,
+    id: u16,
+    options: &[u8],
+    fragment: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     assert_eq!(options.len() % 4, 0, "options pad to 32-bit words");
     let header_len = 20 + options.len();
     let total = (header_len + payload.len()) as u16;
     let ihl = (header_len / 4) as u8;
     let mut p = vec![0x40 | ihl, 0];
     p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0x12, 0x34]);
+    p.extend_from_slice(&id.to_be_bytes());
     p.extend_from_slice(&fragment.to_be_bytes());
     p.extend_from_slice(&[64, protocol, 0, 0]);
     p.extend_from_slice(&v4(src).octets());
@@ -79,11 +103,53 @@ pub fn ext(next: u8, rest: &[u8]) -> Vec<u8> {
 
 /// An IPv6 fragment header announcing `next`, with offset in 8-byte units and the M flag.
 pub fn fragment6(next: u8, offset: u16, more: bool, rest: &[u8]) -> Vec<u8> {
+    fragment6_id(next, 0xdead_beef, offset, more, rest)
+}
+
+/// As [`fragment6`], with identification `id`.
+pub fn fragment6_id(next: u8, id: u32, offset: u16, more: bool, rest: &[u8]) -> Vec<u8> {
     let field = (offset << 3) | u16::from(more);
     let mut p = vec![next, 0];
     p.extend_from_slice(&field.to_be_bytes());
-    p.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    p.extend_from_slice(&id.to_be_bytes());
     p.extend_from_slice(rest);
+    p
+}
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+/// TCP header with the given flags.
+pub fn tcp_flags(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut p = tcp(sport, dport);
+    p[13] = flags;
+    p
+}
+
+/// Ethernet + IPv4 + TCP with flags.
+pub fn tcp4_flags(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    ethernet(
+        ETH_IPV4,
+        &[],
+        &ipv4(src, dst, TCP, &tcp_flags(sport, dport, flags)),
+    )
+}
+
+/// ICMP or ICMPv6 echo (request or reply, by `icmp_type`) with identifier `id`.
+pub fn echo(icmp_type: u8, id: u16) -> Vec<u8> {
+    let mut p = vec![icmp_type, 0, 0, 0];
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&[0, 1]);
+    p
+}
+
+/// An ICMP or ICMPv6 error of `icmp_type`/`code` quoting `quoted` (an IP packet).
+pub fn icmp_error(icmp_type: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut p = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
+    p.extend_from_slice(quoted);
     p
 }
 
