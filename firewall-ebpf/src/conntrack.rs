@@ -12,6 +12,9 @@
 //! RST with no flow is judged by the policy like any packet.
 
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+
+/// `EEXIST`, as map helpers return it (negated).
+const EEXIST: u32 = 17;
 use firewall_common::{
     Reason,
     conntrack::{Config, CtEntry, CtKey, CtState, FragEntry, FragKey},
@@ -45,8 +48,9 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outc
         return policy::decide(flow);
     };
     let syn_only = flow.protocol == IPPROTO_TCP && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let stored = CONNTRACK.get_ptr_mut(&key);
     if !syn_only {
-        if let Some(entry) = live(&key, now, config) {
+        if let Some(entry) = stored.filter(|e| is_live(*e, now, config)) {
             return follow(entry, &key, flow, false, now, config);
         }
         let reverse = key.reversed();
@@ -56,7 +60,7 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outc
     }
     let outcome = policy::decide(flow);
     if outcome.reason == Reason::Policy && opens(flow) {
-        open(&key, flow, &outcome, now, config);
+        open(&key, stored, flow, &outcome, now, config);
     }
     outcome
 }
@@ -94,11 +98,18 @@ fn opens(flow: &Flow) -> bool {
 /// The entry under `key` if it has not outlived its state's lifetime.
 #[inline(always)]
 fn live(key: &CtKey, now: u64, config: &Config) -> Option<*mut CtEntry> {
-    let entry = CONNTRACK.get_ptr_mut(key)?;
+    CONNTRACK
+        .get_ptr_mut(key)
+        .filter(|e| is_live(*e, now, config))
+}
+
+/// Whether an entry is within its state's lifetime: an expired one counts as absent.
+#[inline(always)]
+fn is_live(entry: *mut CtEntry, now: u64, config: &Config) -> bool {
     // SAFETY: the pointer came from a successful lookup and stays valid for this program
     // run (RCU); fields are read without tearing because each is naturally aligned.
     let (last_seen, state) = unsafe { ((*entry).last_seen_ns, (*entry).state) };
-    (now.saturating_sub(last_seen) <= config.lifetime_ns(state)).then_some(entry)
+    now.saturating_sub(last_seen) <= config.lifetime_ns(state)
 }
 
 #[inline(always)]
@@ -175,8 +186,18 @@ fn follow(
     }
 }
 
+/// Records a flow the policy just allowed. When the key is already there (an expired flow,
+/// or a SYN re-opening one) its entry is rewritten in place: an LRU map update would take a
+/// fresh node from the LRU lists even to replace a key.
 #[inline(always)]
-fn open(key: &CtKey, flow: &Flow, outcome: &Outcome, now: u64, config: &Config) {
+fn open(
+    key: &CtKey,
+    stored: Option<*mut CtEntry>,
+    flow: &Flow,
+    outcome: &Outcome,
+    now: u64,
+    config: &Config,
+) {
     let state = match flow.protocol {
         IPPROTO_TCP if flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN => CtState::SynSent,
         IPPROTO_TCP if flow.tcp_flags & TCP_FIN != 0 => CtState::Closing,
@@ -198,14 +219,16 @@ fn open(key: &CtKey, flow: &Flow, outcome: &Outcome, now: u64, config: &Config) 
         flags: 0,
         _pad: 0,
     };
+    if let Some(slot) = stored {
+        // SAFETY: see `live`; a concurrent reader sees the old or the new flow, both valid.
+        unsafe { *slot = entry };
+        return;
+    }
     match CONNTRACK.insert(key, &entry, BPF_NOEXIST as u64) {
         Ok(()) => bump(Stat::ConntrackCreated),
-        // The key is there (an expired flow, or a SYN re-opening one): replace it.
-        Err(_) => {
-            if CONNTRACK.insert(key, &entry, BPF_ANY as u64).is_err() {
-                bump(Stat::ConntrackInsertFailed);
-            }
-        }
+        // Another CPU opened the same flow a moment ago; its entry stands.
+        Err(e) if e == -(EEXIST as i32) => {}
+        Err(_) => bump(Stat::ConntrackInsertFailed),
     }
 }
 

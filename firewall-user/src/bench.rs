@@ -6,7 +6,11 @@
 //! programs: app to app allowed ("allow") and denied ("deny"), and app to a network prefix
 //! allowed ("net"), which walks the ipcache trie.
 //! The figure for a case is the median of several rounds; the kernel reports each round's
-//! mean over `repeat` runs.
+//! mean over `repeat` runs. The SYNs go to the policy every time (a SYN never rides on a
+//! tracked flow), so "allow" includes the conntrack insert. The connection-tracking paths
+//! are measured apart, in [`conntrack`].
+
+mod conntrack;
 
 use std::net::Ipv4Addr;
 
@@ -35,6 +39,12 @@ pub struct BenchArgs {
     /// IPv4 ipcache prefixes in every configuration.
     #[arg(long, default_value_t = 100_000)]
     pub prefixes: u32,
+    /// Tracked flows present while the conntrack paths are measured.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100_000])]
+    pub flows: Vec<u32>,
+    /// New flows opened (one test run each) to measure the new-flow path.
+    #[arg(long, default_value_t = 20_000)]
+    pub new_flows: u16,
 }
 
 /// The measured flows: 198.18.0.1 -> 198.18.0.2, TCP to port 8081 (allowed) or 8082
@@ -44,6 +54,7 @@ const DENIED_PORT: u16 = 8082;
 const BACKEND: [u8; 4] = [198, 18, 0, 2];
 const NETWORK_HOST: [u8; 4] = [198, 19, 200, 7];
 const FIRST_IDENTITY: u32 = 256;
+const TCP: u8 = 6;
 /// Identities of the 256 network prefixes 198.19.0.0/24 ... 198.19.255.0/24.
 const FIRST_NETWORK: u32 = 1 << 24;
 
@@ -96,9 +107,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    conntrack::run(args)
 }
 
+/// The median over `args.rounds` of the kernel's mean time per run over `args.repeat` runs.
 fn measure(
     datapath: &mut Datapath,
     hook: Hook,
@@ -175,12 +187,12 @@ fn entry(source: u32, destination: u32, port: u16, rule_id: u32) -> PolicyEntry 
     block(source, destination, port, PolicyKey::PREFIX_FULL, rule_id)
 }
 
-/// An entry covering the ports that share `prefix_len - 72` leading bits with `port`.
+/// A TCP entry covering the ports that share `prefix_len - 72` leading bits with `port`.
 fn block(source: u32, destination: u32, port: u16, prefix_len: u32, rule_id: u32) -> PolicyEntry {
     let mask = u16::MAX << (PolicyKey::PREFIX_FULL - prefix_len);
     PolicyEntry {
         prefix_len,
-        key: PolicyKey::new(source, destination, 6, port & mask),
+        key: PolicyKey::new(source, destination, TCP, port & mask),
         value: PolicyValue { rule_id },
     }
 }
@@ -188,13 +200,22 @@ fn block(source: u32, destination: u32, port: u16, prefix_len: u32, rule_id: u32
 /// Ethernet + IPv4 + TCP SYN from 198.18.0.1:40000 to `destination`:`port`. Checksums are
 /// not filled in: the datapath does not check them.
 fn tcp_syn(destination: [u8; 4], port: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(54);
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
-    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&[198, 18, 0, 1]);
-    f.extend_from_slice(&destination);
+    let mut f = ipv4_frame(destination, TCP, 40);
     f.extend_from_slice(&40000u16.to_be_bytes());
     f.extend_from_slice(&port.to_be_bytes());
     f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+/// Ethernet and IPv4 headers from 198.18.0.1 to `destination`, for a datagram of
+/// `total_len` bytes whose transport header and payload the caller appends.
+fn ipv4_frame(destination: [u8; 4], protocol: u8, total_len: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + usize::from(total_len));
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total_len.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, protocol, 0, 0]);
+    f.extend_from_slice(&[198, 18, 0, 1]);
+    f.extend_from_slice(&destination);
     f
 }

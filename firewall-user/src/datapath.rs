@@ -332,6 +332,12 @@ impl Datapath {
         let absent_is_fine = |map: &'static str| {
             move |e: aya::maps::MapError| match e {
                 aya::maps::MapError::KeyNotFound => Ok(()),
+                // aya reports a missing key on removal as the syscall's ENOENT.
+                aya::maps::MapError::SyscallError(ref err)
+                    if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    Ok(())
+                }
                 source => Err(DatapathError::Map { map, source }),
             }
         };

@@ -4,9 +4,11 @@
 pub mod attach;
 pub mod bench;
 pub mod capture;
+pub mod conntrack;
 pub mod datapath;
 pub mod events;
 pub mod policy;
 pub mod replay;
 pub mod run;
 pub mod testbed;
+pub mod update;

@@ -2,13 +2,16 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use firewall::{
-    capture,
+    capture, conntrack,
+    datapath::LoadOptions,
     policy::{self, Policy},
     replay::{Record, ReplayHook, Replayer},
+    run::RunOptions,
     testbed::{self, Testbed},
 };
+use firewall_common::conntrack::{Config, DEFAULT_CONNTRACK_ENTRIES};
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +39,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "tc")]
         hook: ReplayHook,
     },
-    /// Enforce a policy on interfaces until Ctrl-C or SIGTERM.
+    /// Enforce a policy on interfaces until Ctrl-C or SIGTERM; SIGHUP reloads the policy file.
     Run {
         /// Policy file (YAML).
         #[arg(long)]
@@ -47,6 +50,13 @@ enum Command {
         /// Use XDP instead of TC on the receive side.
         #[arg(long)]
         xdp: bool,
+        #[command(flatten)]
+        conntrack: ConntrackArgs,
+    },
+    /// Inspect or clear the flows of the running `firewall run`.
+    Conntrack {
+        #[command(subcommand)]
+        action: ConntrackAction,
     },
     /// Build or remove a test topology of network namespaces for a policy's apps.
     Testbed {
@@ -55,6 +65,73 @@ enum Command {
     },
     /// Measure the datapath's cost per packet with BPF_PROG_TEST_RUN.
     Bench(firewall::bench::BenchArgs),
+}
+
+/// Connection tracking sizes and lifetimes of `firewall run` (lifetimes in seconds).
+#[derive(Args)]
+struct ConntrackArgs {
+    /// Flows tracked at once; beyond that the least recently used is forgotten.
+    #[arg(long, default_value_t = DEFAULT_CONNTRACK_ENTRIES, value_parser = at_least_one())]
+    conntrack_entries: u32,
+    /// Lifetime of a TCP flow whose SYN was not answered.
+    #[arg(long, default_value_t = Config::default().tcp_syn_timeout, value_parser = at_least_one())]
+    ct_tcp_syn: u32,
+    /// Lifetime of an established TCP flow after its last packet.
+    #[arg(long, default_value_t = Config::default().tcp_established_timeout, value_parser = at_least_one())]
+    ct_tcp_established: u32,
+    /// Lifetime of a TCP flow after a FIN or RST.
+    #[arg(long, default_value_t = Config::default().tcp_closing_timeout, value_parser = at_least_one())]
+    ct_tcp_closing: u32,
+    /// Lifetime of a UDP, SCTP or other flow after its last packet.
+    #[arg(long, default_value_t = Config::default().other_timeout, value_parser = at_least_one())]
+    ct_other: u32,
+    /// Lifetime of an ICMP echo flow.
+    #[arg(long, default_value_t = Config::default().icmp_timeout, value_parser = at_least_one())]
+    ct_icmp: u32,
+    /// How long the verdict of a datagram's first fragment holds for the rest.
+    #[arg(long, default_value_t = Config::default().fragment_timeout, value_parser = at_least_one())]
+    fragment_timeout: u32,
+}
+
+impl ConntrackArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            conntrack_entries: self.conntrack_entries,
+            config: Config {
+                tcp_syn_timeout: self.ct_tcp_syn,
+                tcp_established_timeout: self.ct_tcp_established,
+                tcp_closing_timeout: self.ct_tcp_closing,
+                other_timeout: self.ct_other,
+                icmp_timeout: self.ct_icmp,
+                fragment_timeout: self.fragment_timeout,
+                ..Config::default()
+            },
+            ..LoadOptions::default()
+        }
+    }
+}
+
+fn at_least_one() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..)
+}
+
+#[derive(Subcommand)]
+enum ConntrackAction {
+    /// List the tracked flows (expired ones only with --all).
+    List {
+        /// One JSON array of flows instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Include expired flows still in the map (the datapath ignores them).
+        #[arg(long)]
+        all: bool,
+        /// Policy file to name apps and networks by (the table shows numbers otherwise).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Forget every tracked flow: the next packet of each is checked against the policy as
+    /// a new flow.
+    Flush,
 }
 
 #[derive(Subcommand)]
@@ -96,12 +173,22 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             policy,
             interfaces,
             xdp,
+            conntrack,
         } => {
-            let policy = policy::load_file(&policy)?;
+            let options = RunOptions {
+                policy_path: policy,
+                interfaces,
+                xdp,
+                load: conntrack.load_options(),
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(firewall::run::run(&policy, &interfaces, xdp))?;
+            runtime.block_on(firewall::run::run(&options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Conntrack { action } => {
+            conntrack_command(action)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Testbed {
@@ -129,6 +216,30 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `firewall conntrack list|flush`, on the maps pinned by the running `firewall run`.
+fn conntrack_command(action: ConntrackAction) -> anyhow::Result<()> {
+    let mut maps = conntrack::open_pinned()?;
+    match action {
+        ConntrackAction::List { json, all, policy } => {
+            let policy = policy.map(|path| policy::load_file(&path)).transpose()?;
+            let now = conntrack::monotonic_coarse_ns()?;
+            let flows = conntrack::list(&maps.conntrack, now, &maps.config, all)?;
+            if json {
+                println!("{}", serde_json::to_string(&flows)?);
+            } else {
+                print!("{}", conntrack::format_table(&flows, policy.as_ref()));
+            }
+        }
+        ConntrackAction::Flush => {
+            let removed = conntrack::flush(&mut maps.conntrack)?;
+            conntrack::add_flushed(&mut maps.stats, removed)?;
+            let flows = if removed == 1 { "flow" } else { "flows" };
+            println!("removed {removed} {flows}");
+        }
+    }
+    Ok(())
 }
 
 /// Replays a capture; exits non-zero when any packet could not be run.

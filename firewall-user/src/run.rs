@@ -1,38 +1,75 @@
 //! `firewall run`: enforce a policy file on interfaces until Ctrl-C or SIGTERM, printing
-//! drops as they happen and the counters at the end.
+//! drops as they happen and the counters at the end. SIGHUP reloads the policy file.
+//!
+//! While it runs, the conntrack, config and stats maps are pinned (see
+//! [`crate::conntrack::pin`]) for `firewall conntrack`.
 
-use std::os::fd::AsRawFd;
+use std::{
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
+use firewall_common::maps::Stat;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
 
 use crate::{
-    attach,
+    attach, conntrack,
     datapath::{Datapath, LoadOptions},
     events,
-    policy::Policy,
+    policy::{self, CompiledPolicy, Policy},
+    update,
 };
 
-/// Loads, fills, attaches, reports; detaches when a signal arrives.
-pub async fn run(policy: &Policy, interfaces: &[String], xdp: bool) -> anyhow::Result<()> {
+/// What `firewall run` enforces, where, and with which map sizes and lifetimes.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The policy file, read at start and again on SIGHUP.
+    pub policy_path: PathBuf,
+    /// Interfaces to attach to.
+    pub interfaces: Vec<String>,
+    /// XDP instead of TC on the receive side.
+    pub xdp: bool,
+    /// Map sizes and conntrack lifetimes.
+    pub load: LoadOptions,
+}
+
+/// The policy in force, as read and as written to the maps.
+struct Enforced {
+    policy: Policy,
+    compiled: CompiledPolicy,
+}
+
+/// Loads, fills, pins, attaches, reports; reloads on SIGHUP; unpins and detaches when
+/// SIGINT or SIGTERM arrives.
+///
+/// # Errors
+/// When the policy file is invalid, the programs cannot be loaded or attached, another
+/// `firewall run` holds the pins, or a map cannot be read.
+pub async fn run(options: &RunOptions) -> anyhow::Result<()> {
+    let policy = policy::load_file(&options.policy_path)?;
     let compiled = policy.compile();
-    let mut datapath = Datapath::load(&LoadOptions::default())?;
+    let mut datapath = Datapath::load(&options.load)?;
     datapath.apply(&compiled)?;
-    let attachments = attach::attach(&mut datapath, interfaces, xdp)?;
+    // Pinned before attaching, so a second `firewall run` stops before it touches an
+    // interface; the guard unpins on every way out.
+    let pins = conntrack::pin(&mut datapath)?;
+    let attachments = attach::attach(&mut datapath, &options.interfaces, options.xdp)?;
     for a in &attachments {
         log::info!("attached {} to {}", a.hook.name(), a.interface);
     }
     eprintln!(
-        "enforcing {} rules for {} apps and {} networks on {}; Ctrl-C to stop",
+        "enforcing {} rules for {} apps and {} networks on {}; Ctrl-C to stop, SIGHUP to reload",
         policy.rules.len(),
         policy.apps.len(),
         policy.networks.len(),
-        interfaces.join(", ")
+        options.interfaces.join(", ")
     );
+    let mut enforced = Enforced { policy, compiled };
     let ring = datapath.take_drop_events()?;
     // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd, so the
     // descriptor stays open for as long as it is registered.
@@ -41,29 +78,67 @@ pub async fn run(policy: &Policy, interfaces: &[String], xdp: bool) -> anyhow::R
         .context("polling the drop event ring buffer")?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
+            _ = hangup.recv() => reload(&mut datapath, &options.policy_path, &mut enforced),
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 while let Some(item) = guard.get_inner_mut().0.next() {
                     if let Some(event) = events::parse(&item) {
-                        println!("{}", events::describe(&event, policy));
+                        println!("{}", events::describe(&event, &enforced.policy));
                     }
                 }
                 guard.clear_ready();
             }
         }
     }
-    print_counters(&datapath, policy)?;
+    print_counters(&datapath, &enforced.policy)?;
+    pins.unpin()?;
     // Dropping the datapath detaches every link.
     drop(datapath);
     eprintln!("detached");
     Ok(())
 }
 
-/// Prints the per-reason and per-rule counters.
+/// Reads the policy file again and moves the datapath to it. A policy that does not load or
+/// does not fit is reported and the one in force stays.
+fn reload(datapath: &mut Datapath, path: &Path, enforced: &mut Enforced) {
+    let policy = match policy::load_file(path) {
+        Ok(policy) => policy,
+        Err(e) => {
+            log::error!("reload: {e}; still enforcing the previous policy");
+            return;
+        }
+    };
+    let compiled = policy.compile();
+    match update::update(datapath, &enforced.compiled, &compiled) {
+        Ok(summary) => {
+            eprintln!(
+                "reloaded {}: {} rules, {} entries added, {} removed, revision {}",
+                path.display(),
+                policy.rules.len(),
+                summary.added,
+                summary.removed,
+                summary.revision
+            );
+            *enforced = Enforced { policy, compiled };
+        }
+        // A failed insert is taken back. A failed removal (the kernel refusing to delete a
+        // present key) would leave entries of the new policy the next reload does not know.
+        Err(e) => log::error!(
+            "reload of {}: {e}; still enforcing the previous policy",
+            path.display()
+        ),
+    }
+}
+
+/// Prints the per-reason, per-rule and conntrack counters.
+///
+/// # Errors
+/// When a map cannot be read.
 pub fn print_counters(datapath: &Datapath, policy: &Policy) -> anyhow::Result<()> {
     println!("counters by reason:");
     for (reason, c) in datapath.reason_counters()? {
@@ -89,7 +164,49 @@ pub fn print_counters(datapath: &Datapath, policy: &Policy) -> anyhow::Result<()
     if lost != 0 {
         println!("drop events lost (ring buffer full): {lost}");
     }
+    let flows = ConntrackFigures::read(datapath)?;
+    println!("conntrack:");
+    for (label, value) in [
+        ("flows created", flows.created),
+        ("flows deleted (revoked)", flows.deleted),
+        ("flows flushed", flows.flushed),
+        ("insert failures", flows.insert_failed),
+        ("flows present now", flows.present),
+        ("reclaimed by LRU (expired or evicted)", flows.reclaimed()),
+    ] {
+        println!("  {label:<40} {value:>10}");
+    }
     Ok(())
+}
+
+/// The conntrack map's life in numbers.
+struct ConntrackFigures {
+    created: u64,
+    deleted: u64,
+    flushed: u64,
+    insert_failed: u64,
+    present: u64,
+}
+
+impl ConntrackFigures {
+    fn read(datapath: &Datapath) -> anyhow::Result<ConntrackFigures> {
+        Ok(ConntrackFigures {
+            created: datapath.stat(Stat::ConntrackCreated)?,
+            deleted: datapath.stat(Stat::ConntrackDeleted)?,
+            flushed: datapath.stat(Stat::ConntrackFlushed)?,
+            insert_failed: datapath.stat(Stat::ConntrackInsertFailed)?,
+            present: conntrack::count(&datapath.conntrack()?)?,
+        })
+    }
+
+    /// Every created flow was deleted, flushed, is present, or was dropped by the LRU map,
+    /// which tells no one: the remainder is the LRU's count.
+    fn reclaimed(&self) -> u64 {
+        self.created
+            .saturating_sub(self.deleted)
+            .saturating_sub(self.flushed)
+            .saturating_sub(self.present)
+    }
 }
 
 struct RingBufFd(RingBuf<MapData>);
