@@ -215,6 +215,20 @@ fn fragments_follow_their_first_fragment() {
                 frag(FRONTEND, 78, 2, 16..24),
                 (Reason::FragmentOfDenied, None),
             ),
+            (
+                "an overlapping first fragment re-using an allowed datagram's id",
+                ethernet(
+                    ETH_IPV4,
+                    &[],
+                    &ipv4_fragment(FRONTEND, BACKEND, UDP, 77, more, &denied_first),
+                ),
+                DENIED,
+            ),
+            (
+                "the allowed datagram's fragments no longer pass",
+                frag(FRONTEND, 77, 4, 32..40),
+                (Reason::FragmentOfDenied, None),
+            ),
         ],
     );
     // IPv6: the fragment header carries the identification.
