@@ -28,8 +28,7 @@ mod pin;
 mod table;
 
 pub use pin::{
-    CONFIG_PIN, CONNTRACK_PIN, LAYOUT_VERSION, PIN_DIR, PinGuard, PinnedMaps, STATS_PIN,
-    open_pinned, pin,
+    CONFIG_PIN, CONNTRACK_PIN, PIN_DIR, PinGuard, PinnedMaps, STATS_PIN, open_pinned, pin,
 };
 pub use table::format_table;
 

@@ -17,9 +17,14 @@ use firewall_common::{
     conntrack::{self, Config, CtEntry, CtKey},
     maps::{self, Stat, capacity},
 };
+use std::path::{Path, PathBuf};
+
 use thiserror::Error;
 
 use crate::policy::{CompiledPolicy, PolicyEntry};
+
+pub mod pinning;
+mod readback;
 
 /// The compiled programs, built by `build.rs` from the `firewall-ebpf` crate.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"));
@@ -59,6 +64,20 @@ pub enum DatapathError {
         map: &'static str,
         /// What failed.
         source: aya::maps::MapError,
+    },
+    /// A pinned map does not have the layout this build expects.
+    #[error(
+        "pinned map {path} is {found}, this build expects {expected}; it was left by another \
+         version: run `firewall daemon --uninstall` to remove the old pins (enforcement stops \
+         until the daemon starts again)"
+    )]
+    Layout {
+        /// The pin.
+        path: String,
+        /// What is pinned.
+        found: String,
+        /// What this build needs.
+        expected: String,
     },
     /// The policy does not fit: nothing was written.
     #[error("policy needs {needed} entries in map {map}, which holds {limit}; nothing was loaded")]
@@ -222,9 +241,35 @@ impl Datapath {
     /// # Errors
     /// [`DatapathError::Load`] or [`DatapathError::Program`] when the kernel refuses.
     pub fn load(options: &LoadOptions) -> Result<Self, DatapathError> {
+        Self::load_with(options, None)
+    }
+
+    /// As [`Datapath::load`], with the maps pinned in `dir` (see [`pinning`]): maps already
+    /// pinned there are reused, contents and all, after their layout is checked; the others
+    /// are created and pinned.
+    ///
+    /// # Errors
+    /// [`DatapathError::Layout`] when a pinned map differs from what this build expects.
+    pub fn load_pinned(options: &LoadOptions, dir: &Path) -> Result<Self, DatapathError> {
+        pinning::check(options, dir)?;
+        Self::load_with(options, Some(dir))
+    }
+
+    fn load_with(options: &LoadOptions, pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
         let caps = options.capacities;
         let replay = u8::from(options.replay);
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        let pin_paths: Vec<(&'static str, PathBuf)> = match pin_dir {
+            Some(dir) => pinning::PINNED
+                .iter()
+                .map(|name| (*name, dir.join(name)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .map_max_entries(maps::IPCACHE_HOSTS_V4, caps.ipcache_hosts_v4)
             .map_max_entries(maps::IPCACHE_HOSTS_V6, caps.ipcache_hosts_v6)
             .map_max_entries(maps::IPCACHE_V4, caps.ipcache_v4)
@@ -311,6 +356,14 @@ impl Datapath {
         let placement = Placement::of(compiled);
         placement.check(&self.capacities, compiled.max_rule_id)?;
         self.write(&placement)
+    }
+
+    /// Checks that `compiled` would fit the maps, naming the first that would overflow.
+    ///
+    /// # Errors
+    /// [`DatapathError::Capacity`].
+    pub fn check_capacity(&self, compiled: &CompiledPolicy) -> Result<(), DatapathError> {
+        Placement::of(compiled).check(&self.capacities, compiled.max_rule_id)
     }
 
     /// Writes (or overwrites) every entry of `compiled`, without a capacity check: for

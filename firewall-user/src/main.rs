@@ -20,6 +20,9 @@ use firewall_common::conntrack::{Config, DEFAULT_CONNTRACK_ENTRIES};
     about = "Zero Trust identity-based eBPF firewall"
 )]
 struct Cli {
+    /// The daemon's API socket (for the daemon and the commands that talk to it).
+    #[arg(long, global = true, default_value = "/run/firewall/firewall.sock")]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +68,36 @@ enum Command {
     },
     /// Measure the datapath's cost per packet with BPF_PROG_TEST_RUN.
     Bench(firewall::bench::BenchArgs),
+    /// Run the host daemon: durable store, API on a Unix socket, enforcement that outlives it.
+    Daemon(DaemonArgs),
+    #[command(flatten)]
+    Client(firewall::client::ClientCommand),
+}
+
+/// Options of `firewall daemon`.
+#[derive(Args)]
+struct DaemonArgs {
+    /// Directory of the store.
+    #[arg(long, default_value = "/var/lib/firewall")]
+    state_dir: PathBuf,
+    /// Policy file (YAML) imported into the store at start.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Interface name or glob pattern to enforce on, such as `eth0` or `veth*` (repeatable);
+    /// matching interfaces that appear later are attached too.
+    #[arg(long = "iface")]
+    interfaces: Vec<String>,
+    /// Policies one source app may have (cf-networking's default is 150).
+    #[arg(long, default_value_t = 150)]
+    policy_quota: usize,
+    /// Remove the daemon's pinned links (detaching the programs) and maps, then exit.
+    #[arg(long)]
+    uninstall: bool,
+    /// Where the maps and links are pinned (`firewall conntrack` looks in the default).
+    #[arg(long, default_value = firewall::daemon::PIN_ROOT)]
+    pin_root: PathBuf,
+    #[command(flatten)]
+    conntrack: ConntrackArgs,
 }
 
 /// Connection tracking sizes and lifetimes of `firewall run` (lifetimes in seconds).
@@ -157,7 +190,7 @@ enum TestbedAction {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    match execute(cli.command) {
+    match execute(cli.command, &cli.socket) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -166,8 +199,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> anyhow::Result<ExitCode> {
+fn execute(command: Command, socket: &std::path::Path) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Client(command) => firewall::client::execute(socket, command),
+        Command::Daemon(args) if args.uninstall => {
+            let removed = firewall::daemon::uninstall(&args.pin_root)?;
+            eprintln!("removed {} pins; enforcement stopped", removed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon(args) => {
+            firewall::daemon::run(firewall::daemon::DaemonOptions {
+                state_dir: args.state_dir,
+                socket: socket.to_path_buf(),
+                policy: args.policy,
+                interfaces: args.interfaces,
+                pin_root: args.pin_root,
+                load: args.conntrack.load_options(),
+                limits: firewall::model::Limits {
+                    policy_quota_per_source: args.policy_quota,
+                    ..firewall::model::Limits::default()
+                },
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Replay { policy, pcap, hook } => replay(&policy::load_file(&policy)?, &pcap, hook),
         Command::Run {
             policy,

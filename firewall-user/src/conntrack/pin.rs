@@ -1,5 +1,8 @@
 //! Pinning the running datapath's conntrack, config and stats maps in bpffs, so another
 //! process (`firewall conntrack list|flush`) can open them while `firewall run` runs.
+//!
+//! The pins sit where the daemon pins the same maps (`/sys/fs/bpf/firewall/v<layout>/`, see
+//! [`crate::datapath::pinning`]), so `firewall conntrack` reaches whichever is running.
 
 use std::path::{Path, PathBuf};
 
@@ -13,19 +16,18 @@ use firewall_common::{
 use super::ConntrackError;
 use crate::datapath::Datapath;
 
-/// Layout version of the pinned maps, part of every pin's name. Any change to [`CtKey`],
-/// [`CtEntry`], [`Config`] or the `DATAPATH_STATS` indices bumps it (and these paths), so a
-/// newer `firewall conntrack` never misreads the maps of an older `firewall run`.
-pub const LAYOUT_VERSION: u32 = 1;
-/// Directory of the pins, on the BPF filesystem.
-pub const PIN_DIR: &str = "/sys/fs/bpf/firewall";
-/// Pin of the conntrack map (layout [`LAYOUT_VERSION`]).
-pub const CONNTRACK_PIN: &str = "/sys/fs/bpf/firewall/conntrack_v1";
-/// Pin of the one-slot config array (layout [`LAYOUT_VERSION`]).
-pub const CONFIG_PIN: &str = "/sys/fs/bpf/firewall/config_v1";
-/// Pin of `DATAPATH_STATS` (layout [`LAYOUT_VERSION`]), so a flush from another process is
-/// counted in [`Stat::ConntrackFlushed`](firewall_common::maps::Stat::ConntrackFlushed).
-pub const STATS_PIN: &str = "/sys/fs/bpf/firewall/stats_v1";
+/// Directory of the pins, on the BPF filesystem: the pin root, then the layout version
+/// ([`crate::datapath::pinning::LAYOUT_VERSION`], bumped by any change to [`CtKey`],
+/// [`CtEntry`], [`Config`] or the `DATAPATH_STATS` indices, so a newer `firewall conntrack`
+/// never misreads the maps of an older datapath).
+pub const PIN_DIR: &str = "/sys/fs/bpf/firewall/v1";
+/// Pin of the conntrack map.
+pub const CONNTRACK_PIN: &str = "/sys/fs/bpf/firewall/v1/CONNTRACK";
+/// Pin of the one-slot config array.
+pub const CONFIG_PIN: &str = "/sys/fs/bpf/firewall/v1/CONFIG";
+/// Pin of `DATAPATH_STATS`, so a flush from another process is counted in
+/// [`Stat::ConntrackFlushed`](firewall_common::maps::Stat::ConntrackFlushed).
+pub const STATS_PIN: &str = "/sys/fs/bpf/firewall/v1/DATAPATH_STATS";
 
 /// The maps to pin, by the name the programs declare them with, and where.
 const PINS: [(&str, &str); 3] = [
@@ -191,8 +193,12 @@ fn remove_pins(paths: Vec<PathBuf>) -> Result<(), ConntrackError> {
             }
         }
     }
-    // Left in place while another layout's pins are in it.
-    let _ = std::fs::remove_dir(Path::new(PIN_DIR));
+    // Left in place while other pins (the daemon's, another layout's) are in them.
+    let dir = Path::new(PIN_DIR);
+    let _ = std::fs::remove_dir(dir);
+    if let Some(root) = dir.parent() {
+        let _ = std::fs::remove_dir(root);
+    }
     first_error.map_or(Ok(()), Err)
 }
 

@@ -195,11 +195,15 @@ fn json_records_carry_addresses_as_text() {
 }
 
 #[test]
-fn pin_names_carry_the_layout_version() {
-    let suffix = format!("_v{LAYOUT_VERSION}");
-    for path in [CONNTRACK_PIN, CONFIG_PIN, STATS_PIN] {
-        assert!(path.starts_with(PIN_DIR), "{path}");
-        assert!(path.ends_with(&suffix), "{path}");
+fn pins_sit_in_the_datapath_layout_directory_under_their_map_names() {
+    let dir = crate::datapath::pinning::directory(std::path::Path::new("/sys/fs/bpf/firewall"));
+    assert_eq!(std::path::Path::new(PIN_DIR), dir);
+    for (path, name) in [
+        (CONNTRACK_PIN, firewall_common::conntrack::CONNTRACK),
+        (CONFIG_PIN, firewall_common::conntrack::CONFIG),
+        (STATS_PIN, firewall_common::maps::DATAPATH_STATS),
+    ] {
+        assert_eq!(std::path::Path::new(path), dir.join(name));
     }
 }
 

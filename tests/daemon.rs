@@ -1,0 +1,402 @@
+//! The host daemon for real: a child process with its own store, socket and pin root,
+//! enforcing on a testbed, driven through the CLI. Needs root.
+//!
+//! Pins go to a per-test root under /sys/fs/bpf, removed with `--uninstall` and again on
+//! drop; the testbed removes itself on drop; the daemon is killed on drop. Every wait is
+//! bounded.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use firewall::{
+    policy,
+    testbed::{self, Testbed},
+};
+use support::traffic::{Listener, eventually, exchange};
+
+const BIN: &str = env!("CARGO_BIN_EXE_firewall");
+
+const POLICY: &str = "\
+apps:
+  frontend: {org: bank, space: prod, ips: [198.18.1.10]}
+  backend:  {org: bank, space: prod, ips: [198.18.2.10]}
+";
+
+/// A scratch directory, a pin root and a daemon, all removed on drop.
+struct Setup {
+    dir: PathBuf,
+    pin_root: PathBuf,
+    socket: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("firewall-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy file");
+        Setup {
+            pin_root: PathBuf::from(format!(
+                "/sys/fs/bpf/firewall-{name}-{}",
+                std::process::id()
+            )),
+            socket: dir.join("firewall.sock"),
+            dir,
+            daemon: None,
+        }
+    }
+
+    /// Starts the daemon and waits for its socket.
+    fn start(&mut self, patterns: &[&str]) {
+        let mut command = Command::new(BIN);
+        command
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-root")
+            .arg(&self.pin_root)
+            .arg("--policy")
+            .arg(self.dir.join("policy.yaml"));
+        for pattern in patterns {
+            command.arg("--iface").arg(pattern);
+        }
+        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon");
+        self.daemon = Some(child);
+        let up = eventually(Duration::from_secs(15), || {
+            self.cli(&["status", "--json"]).status.success()
+        });
+        assert!(up, "the daemon did not come up:\n{}", self.log());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "firewall {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    fn attached(&self) -> Vec<String> {
+        self.status()["interfaces"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["interface"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn uninstall(&self) {
+        let out = Command::new(BIN)
+            .args(["daemon", "--uninstall", "--pin-root"])
+            .arg(&self.pin_root)
+            .output()
+            .expect("uninstall");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = Command::new(BIN)
+            .args(["daemon", "--uninstall", "--pin-root"])
+            .arg(&self.pin_root)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn testbed(name: &str) -> Testbed {
+    let policy = policy::parse_str(POLICY, "daemon test").expect("policy");
+    Testbed::up(name, &testbed::hosts_of(&policy)).expect("testbed")
+}
+
+fn backend(port: u16) -> SocketAddr {
+    SocketAddr::new("198.18.2.10".parse().expect("address"), port)
+}
+
+#[test]
+fn policies_enforce_live_and_survive_kill_and_restart() {
+    let bed = testbed("dmn");
+    let mut setup = Setup::new("dmn");
+    setup.start(&["fwdmn[0-9]"]);
+    assert!(
+        eventually(Duration::from_secs(5), || setup.attached().len() == 2),
+        "{:?}",
+        setup.status()
+    );
+    let frontend = bed.host("frontend").expect("frontend").namespace.clone();
+    let backend_ns = bed.host("backend").expect("backend").namespace.clone();
+    let _l1 = Listener::start(&backend_ns, backend(8081));
+    let _l2 = Listener::start(&backend_ns, backend(8082));
+
+    assert!(
+        !exchange(&frontend, backend(8081)),
+        "no rule yet: denied by default"
+    );
+    setup.ok(&[
+        "add-network-policy",
+        "frontend",
+        "--destination-app",
+        "backend",
+        "--protocol",
+        "tcp",
+        "--port",
+        "8081",
+    ]);
+    assert!(
+        exchange(&frontend, backend(8081)),
+        "the new policy allows 8081"
+    );
+    assert!(!exchange(&frontend, backend(8082)), "8082 stays denied");
+
+    // SIGKILL: the pinned links keep enforcing the last policy.
+    setup.kill();
+    assert!(
+        exchange(&frontend, backend(8081)),
+        "allowed traffic flows with the daemon dead"
+    );
+    assert!(
+        !exchange(&frontend, backend(8082)),
+        "denied traffic stays denied with the daemon dead"
+    );
+
+    // A restart takes the links over and finds the policy in the store.
+    setup.start(&["fwdmn[0-9]"]);
+    let listed = setup.ok(&["network-policies", "--json"]);
+    assert!(
+        listed.contains("\"frontend\"") && listed.contains("8081"),
+        "{listed}"
+    );
+    assert!(exchange(&frontend, backend(8081)));
+    setup.ok(&[
+        "remove-network-policy",
+        "frontend",
+        "--destination-app",
+        "backend",
+        "--protocol",
+        "tcp",
+        "--port",
+        "8081",
+    ]);
+    assert!(
+        !exchange(&frontend, backend(8081)),
+        "removing the policy denies 8081 again"
+    );
+
+    // Uninstalling removes the pins: nothing filters any more.
+    setup.kill();
+    setup.uninstall();
+    assert!(!setup.pin_root.exists(), "pins left behind");
+    assert!(
+        exchange(&frontend, backend(8082)),
+        "without the firewall everything passes"
+    );
+    drop(bed);
+}
+
+#[test]
+fn a_restart_reconciles_the_pinned_maps_with_the_store() {
+    use aya::maps::{HashMap, Map, MapData};
+    use firewall_common::{PolicyKey, PolicyValue, maps};
+
+    let bed = testbed("dmr");
+    let mut setup = Setup::new("dmr");
+    setup.start(&["fwdmr[0-9]"]);
+    assert!(eventually(Duration::from_secs(5), || setup
+        .attached()
+        .len()
+        == 2));
+    let frontend = bed.host("frontend").expect("frontend").namespace.clone();
+    let backend_ns = bed.host("backend").expect("backend").namespace.clone();
+    let _l1 = Listener::start(&backend_ns, backend(8081));
+    let _l2 = Listener::start(&backend_ns, backend(8082));
+    setup.ok(&[
+        "add-network-policy",
+        "frontend",
+        "--destination-app",
+        "backend",
+        "--port",
+        "8081",
+    ]);
+    assert!(exchange(&frontend, backend(8081)));
+    setup.kill();
+
+    // Tamper with the pinned policy while no daemon runs: drop the stored allow and add one
+    // the store never had.
+    let pin = setup.pin_root.join("v1").join(maps::POLICY_EXACT);
+    let map = Map::from_map_data(MapData::from_pin(&pin).expect("open pin")).expect("map");
+    let mut exact: HashMap<MapData, PolicyKey, PolicyValue> =
+        HashMap::try_from(map).expect("typed");
+    let keys: Vec<PolicyKey> = exact.keys().map(|k| k.expect("key")).collect();
+    assert_eq!(keys.len(), 1, "one single-port entry: {keys:?}");
+    let stale = PolicyKey {
+        port: 8082u16.to_be_bytes(),
+        ..keys[0]
+    };
+    exact.remove(&keys[0]).expect("remove");
+    exact
+        .insert(stale, PolicyValue { rule_id: 1 }, 0)
+        .expect("insert");
+    assert!(
+        !exchange(&frontend, backend(8081)),
+        "the missing entry denies 8081"
+    );
+    assert!(
+        exchange(&frontend, backend(8082)),
+        "the stale entry allows 8082"
+    );
+
+    setup.start(&["fwdmr[0-9]"]);
+    assert!(
+        exchange(&frontend, backend(8081)),
+        "reconciliation added the missing entry"
+    );
+    assert!(
+        !exchange(&frontend, backend(8082)),
+        "reconciliation removed the stale entry"
+    );
+    drop(bed);
+}
+
+#[test]
+fn interfaces_that_appear_later_are_attached_and_released_when_they_go() {
+    let mut setup = Setup::new("dmi");
+    setup.start(&["fwdmi*"]);
+    assert!(setup.attached().is_empty());
+    let link = "fwdmia";
+    let add = Command::new("ip")
+        .args([
+            "link", "add", link, "type", "veth", "peer", "name", "fwqdmib",
+        ])
+        .status()
+        .expect("ip");
+    assert!(add.success());
+    struct Cleanup(&'static str);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "delete", self.0]).status();
+        }
+    }
+    let cleanup = Cleanup(link);
+    assert!(
+        eventually(Duration::from_secs(5), || setup.attached()
+            == vec![link.to_string()]),
+        "not attached: {:?}\n{}",
+        setup.status(),
+        setup.log()
+    );
+    drop(cleanup);
+    assert!(
+        eventually(Duration::from_secs(5), || setup.attached().is_empty()),
+        "still attached: {:?}",
+        setup.status()
+    );
+    let log = setup.log();
+    assert!(
+        log.contains("attached to fwdmia") && log.contains("detached from fwdmia"),
+        "{log}"
+    );
+}
+
+#[test]
+fn every_acknowledged_change_survives_a_kill_in_the_middle_of_a_burst() {
+    let mut setup = Setup::new("dmk");
+    setup.start(&[]);
+    let socket = setup.socket.clone();
+    let burst = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for port in 1000..1400u16 {
+            let out = Command::new(BIN)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("add-network-policy")
+                .arg(format!("app{port}"))
+                .args(["--destination-app", "backend", "--port", &port.to_string()])
+                .output()
+                .expect("CLI");
+            if !out.status.success() {
+                break;
+            }
+            acknowledged.push(port);
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    setup.kill();
+    let acknowledged = burst.join().expect("burst thread");
+    assert!(
+        !acknowledged.is_empty() && acknowledged.len() < 400,
+        "the kill missed the burst: {}",
+        acknowledged.len()
+    );
+    setup.start(&[]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["network-policies", "--json"])).expect("JSON");
+    let stored: Vec<u64> = listed["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter_map(|p| p["destination"]["ports"]["start"].as_u64())
+        .collect();
+    for port in &acknowledged {
+        assert!(
+            stored.contains(&u64::from(*port)),
+            "acknowledged policy for port {port} lost"
+        );
+    }
+    // At most the one change in flight when the kill came may be stored unacknowledged.
+    assert!(
+        stored.len() <= acknowledged.len() + 1,
+        "{} stored, {} acknowledged",
+        stored.len(),
+        acknowledged.len()
+    );
+}
