@@ -400,3 +400,52 @@ fn every_acknowledged_change_survives_a_kill_in_the_middle_of_a_burst() {
         acknowledged.len()
     );
 }
+
+#[test]
+fn a_pinned_map_of_another_layout_is_refused_not_reused() {
+    let mut setup = Setup::new("dml");
+    setup.start(&[]);
+    setup.kill();
+    // Same pins, but this daemon wants a conntrack map of another size.
+    let out = Command::new(BIN)
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(setup.dir.join("state"))
+        .arg("--socket")
+        .arg(&setup.socket)
+        .arg("--pin-root")
+        .arg(&setup.pin_root)
+        .args(["--conntrack-entries", "4096"])
+        .output()
+        .expect("run the daemon");
+    assert!(
+        !out.status.success(),
+        "a daemon started over pins of another layout"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CONNTRACK") && stderr.contains("--uninstall"),
+        "{stderr}"
+    );
+    // After an uninstall the new layout starts cleanly.
+    setup.uninstall();
+    let mut again = Command::new(BIN)
+        .arg("daemon")
+        .arg("--state-dir")
+        .arg(setup.dir.join("state"))
+        .arg("--socket")
+        .arg(&setup.socket)
+        .arg("--pin-root")
+        .arg(&setup.pin_root)
+        .args(["--conntrack-entries", "4096"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let up = eventually(Duration::from_secs(15), || {
+        setup.cli(&["status", "--json"]).status.success()
+    });
+    let _ = again.kill();
+    let _ = again.wait();
+    assert!(up, "the daemon did not start after the uninstall");
+}

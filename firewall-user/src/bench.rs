@@ -11,6 +11,7 @@
 //! are measured apart, in [`conntrack`].
 
 mod conntrack;
+mod daemon;
 
 use std::net::Ipv4Addr;
 
@@ -45,6 +46,26 @@ pub struct BenchArgs {
     /// New flows opened (one test run each) to measure the new-flow path.
     #[arg(long, default_value_t = 20_000)]
     pub new_flows: u16,
+    /// Rules present while the daemon's API latency is measured (the largest is also the
+    /// import measured).
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 10_000, 100_000])]
+    pub rules: Vec<u32>,
+    /// API calls timed at each size.
+    #[arg(long, default_value_t = 200)]
+    pub api_calls: u32,
+    /// Run one part only: the datapath paths, or the daemon's API and import. Without it,
+    /// both run, the daemon part in a fresh process so its peak memory is its own.
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
+}
+
+/// A part of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Policy and connection-tracking paths through BPF_PROG_TEST_RUN.
+    Datapath,
+    /// API call to enforced, and a bulk import.
+    Daemon,
 }
 
 /// The measured flows: 198.18.0.1 -> 198.18.0.2, TCP to port 8081 (allowed) or 8082
@@ -58,8 +79,19 @@ const TCP: u8 = 6;
 /// Identities of the 256 network prefixes 198.19.0.0/24 ... 198.19.255.0/24.
 const FIRST_NETWORK: u32 = 1 << 24;
 
-/// Runs every case and prints a table.
+/// Runs the parts asked for and prints their tables.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match args.only {
+        Some(Part::Datapath) => datapath(args),
+        Some(Part::Daemon) => daemon::run(args),
+        None => {
+            datapath(args)?;
+            daemon::run_in_child(args)
+        }
+    }
+}
+
+fn datapath(args: &BenchArgs) -> anyhow::Result<()> {
     let allow = tcp_syn(BACKEND, ALLOWED_PORT);
     let deny = tcp_syn(BACKEND, DENIED_PORT);
     let net = tcp_syn(NETWORK_HOST, ALLOWED_PORT);
