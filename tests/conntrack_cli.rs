@@ -5,6 +5,8 @@
 //! Every wait is bounded; the daemon is killed and the testbed removed even when an
 //! assertion fails.
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -25,6 +27,7 @@ use firewall::{
     testbed::{self, Testbed},
 };
 use serde_json::Value;
+use support::scratch::Scratch;
 
 /// Frontend may reach backend on TCP `{port}`, nothing else.
 fn policy_text(port: u16) -> String {
@@ -39,23 +42,6 @@ const STARTUP: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DENIED_WAIT: Duration = Duration::from_millis(1500);
 const SERVER_LIFETIME: Duration = Duration::from_secs(60);
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("firewall-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running `firewall run`, its stderr lines arriving on a channel. Killed on drop.
 struct Daemon {

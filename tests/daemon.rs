@@ -53,8 +53,8 @@ impl Setup {
         }
     }
 
-    /// Starts the daemon and waits for its socket.
-    fn start(&mut self, patterns: &[&str]) {
+    /// The daemon's command line on this setup's store, socket and pin root.
+    fn command(&self, extra: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         command
             .arg("daemon")
@@ -64,8 +64,16 @@ impl Setup {
             .arg(&self.socket)
             .arg("--pin-root")
             .arg(&self.pin_root)
-            .arg("--policy")
-            .arg(self.dir.join("policy.yaml"));
+            .args(extra);
+        command
+    }
+
+    /// Starts the daemon (importing the policy file, enforcing on `patterns`) and waits for
+    /// its socket.
+    fn start(&mut self, patterns: &[&str]) {
+        let policy = self.dir.join("policy.yaml");
+        let mut command = self.command(&[]);
+        command.arg("--policy").arg(policy);
         for pattern in patterns {
             command.arg("--iface").arg(pattern);
         }
@@ -76,6 +84,10 @@ impl Setup {
             .spawn()
             .expect("start the daemon");
         self.daemon = Some(child);
+        self.wait_up();
+    }
+
+    fn wait_up(&self) {
         let up = eventually(Duration::from_secs(15), || {
             self.cli(&["status", "--json"]).status.success()
         });
@@ -407,17 +419,8 @@ fn a_pinned_map_of_another_layout_is_refused_not_reused() {
     setup.start(&[]);
     setup.kill();
     // Same pins, but this daemon wants a conntrack map of another size.
-    let out = Command::new(BIN)
-        .arg("daemon")
-        .arg("--state-dir")
-        .arg(setup.dir.join("state"))
-        .arg("--socket")
-        .arg(&setup.socket)
-        .arg("--pin-root")
-        .arg(&setup.pin_root)
-        .args(["--conntrack-entries", "4096"])
-        .output()
-        .expect("run the daemon");
+    let other_size = ["--conntrack-entries", "4096"];
+    let out = setup.command(&other_size).output().expect("run the daemon");
     assert!(
         !out.status.success(),
         "a daemon started over pins of another layout"
@@ -429,23 +432,12 @@ fn a_pinned_map_of_another_layout_is_refused_not_reused() {
     );
     // After an uninstall the new layout starts cleanly.
     setup.uninstall();
-    let mut again = Command::new(BIN)
-        .arg("daemon")
-        .arg("--state-dir")
-        .arg(setup.dir.join("state"))
-        .arg("--socket")
-        .arg(&setup.socket)
-        .arg("--pin-root")
-        .arg(&setup.pin_root)
-        .args(["--conntrack-entries", "4096"])
+    let child = setup
+        .command(&other_size)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the daemon");
-    let up = eventually(Duration::from_secs(15), || {
-        setup.cli(&["status", "--json"]).status.success()
-    });
-    let _ = again.kill();
-    let _ = again.wait();
-    assert!(up, "the daemon did not start after the uninstall");
+    setup.daemon = Some(child);
+    setup.wait_up();
 }

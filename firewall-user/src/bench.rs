@@ -152,21 +152,33 @@ fn measure(
 ) -> anyhow::Result<f64> {
     let mut rounds = Vec::with_capacity(args.rounds);
     for _ in 0..args.rounds.max(1) {
-        let options = TestRunOptions {
-            data_in: Some(frame),
-            repeat: args.repeat,
-            ..TestRunOptions::new()
-        };
-        let result = match (hook, baseline) {
-            (Hook::Xdp, true) => datapath.baseline_xdp()?.test_run(options)?,
-            (Hook::Xdp, false) => datapath.xdp()?.test_run(options)?,
-            (_, true) => datapath.baseline_tc()?.test_run(options)?,
-            (_, false) => datapath.tc(hook)?.test_run(options)?,
-        };
-        rounds.push(result.duration.as_nanos() as f64);
+        rounds.push(test_run(datapath, hook, baseline, frame, args.repeat)?);
     }
     rounds.sort_by(f64::total_cmp);
     Ok(rounds[rounds.len() / 2])
+}
+
+/// Runs `frame` `repeat` times through the hook's program (or its empty baseline); the
+/// kernel's mean time per run, in nanoseconds.
+fn test_run(
+    datapath: &mut Datapath,
+    hook: Hook,
+    baseline: bool,
+    frame: &[u8],
+    repeat: u32,
+) -> anyhow::Result<f64> {
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    let result = match (hook, baseline) {
+        (Hook::Xdp, true) => datapath.baseline_xdp()?.test_run(options)?,
+        (Hook::Xdp, false) => datapath.xdp()?.test_run(options)?,
+        (_, true) => datapath.baseline_tc()?.test_run(options)?,
+        (_, false) => datapath.tc(hook)?.test_run(options)?,
+    };
+    Ok(result.duration.as_nanos() as f64)
 }
 
 /// A policy of `entries` entries over `prefixes` /32 app addresses and 256 /24 networks. The

@@ -3,6 +3,7 @@
 
 pub mod packets;
 pub mod replay;
+pub mod scratch;
 pub mod traffic;
 
 /// The policy most datapath tests run against. Rule ids are 1-based in file order.

@@ -7,14 +7,13 @@
 //! its own test run with a fresh source port, and the kernel's time for that one run is
 //! averaged; the empty program and the established flow are measured the same way beside it.
 
-use aya::programs::{TestRun, TestRunOptions};
 use firewall_common::{
     Hook, PolicyKey, PolicyValue,
     conntrack::{CtEntry, CtKey, CtState},
 };
 use ipnet::Ipv4Net;
 
-use super::{BACKEND, BenchArgs, FIRST_IDENTITY, ipv4_frame, measure};
+use super::{BACKEND, BenchArgs, FIRST_IDENTITY, ipv4_frame, measure, test_run};
 use crate::{
     conntrack::monotonic_coarse_ns,
     datapath::{Datapath, LoadOptions},
@@ -87,17 +86,7 @@ fn single(
     baseline: bool,
     frame: &[u8],
 ) -> anyhow::Result<f64> {
-    let options = TestRunOptions {
-        data_in: Some(frame),
-        ..TestRunOptions::new()
-    };
-    let result = match (hook, baseline) {
-        (Hook::Xdp, true) => datapath.baseline_xdp()?.test_run(options)?,
-        (Hook::Xdp, false) => datapath.xdp()?.test_run(options)?,
-        (_, true) => datapath.baseline_tc()?.test_run(options)?,
-        (_, false) => datapath.tc(hook)?.test_run(options)?,
-    };
-    Ok(result.duration.as_nanos() as f64)
+    test_run(datapath, hook, baseline, frame, 1)
 }
 
 /// 198.18.0.1 -> 198.18.0.2 allowed on UDP 53.
