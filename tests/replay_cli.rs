@@ -5,7 +5,7 @@ mod support;
 
 use std::{
     borrow::Cow,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
     time::Duration,
 };
