@@ -283,7 +283,7 @@ fn a_restart_reconciles_the_pinned_maps_with_the_store() {
 
     // Tamper with the pinned policy while no daemon runs: drop the stored allow and add one
     // the store never had.
-    let pin = setup.pin_root.join("v1").join(maps::POLICY_EXACT);
+    let pin = firewall::datapath::pinning::directory(&setup.pin_root).join(maps::POLICY_EXACT);
     let map = Map::from_map_data(MapData::from_pin(&pin).expect("open pin")).expect("map");
     let mut exact: HashMap<MapData, PolicyKey, PolicyValue> =
         HashMap::try_from(map).expect("typed");

@@ -183,8 +183,12 @@ pub struct Config {
     pub icmp_timeout: u32,
     /// How long the verdict of a first fragment holds for the rest, in seconds.
     pub fragment_timeout: u32,
+    /// The policy generation packets are judged by: ipcache and policy lookups use only the
+    /// entries whose keys carry it (see `firewall_common::maps`). Userspace flips it, together
+    /// with [`Config::revision`], in one write when it swaps in a whole new policy.
+    pub generation: u8,
     /// Always zero.
-    pub _pad: u32,
+    pub _pad: [u8; 3],
 }
 
 impl Config {
@@ -199,7 +203,8 @@ impl Config {
         other_timeout: 60,
         icmp_timeout: 30,
         fragment_timeout: 30,
-        _pad: 0,
+        generation: 0,
+        _pad: [0; 3],
     };
 
     /// Lifetime in nanoseconds of a flow in `state`, counted from its last packet.
@@ -247,7 +252,7 @@ mod tests {
         assert_eq!(size_of::<CtEntry>(), 8 + 8 + 4 * 4 + 2 + 1 + 1 + 4);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 1 + 2);
         assert_eq!(size_of::<FragEntry>(), 8 + 4 * 3 + 1 + 3);
-        assert_eq!(size_of::<Config>(), 8 * 4);
+        assert_eq!(size_of::<Config>(), 7 * 4 + 1 + 3);
     }
 
     #[test]

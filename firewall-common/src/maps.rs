@@ -1,10 +1,12 @@
 //! Keys and values of the datapath's maps, and the maps' names.
 //!
 //! The maps, by name:
-//! - `IPCACHE_HOSTS_V4`, `IPCACHE_HOSTS_V6`: hash maps, full-length address (/32, /128) to
-//!   [`Identity`](crate::Identity): app instances.
-//! - `IPCACHE_V4`, `IPCACHE_V6`: LPM tries, shorter prefixes to identity: networks.
-//! - `POLICY_EXACT`: hash map, fully specified [`PolicyKey`] (prefix length 88) to
+//! - `IPCACHE_HOSTS_V4`, `IPCACHE_HOSTS_V6`: hash maps, [`IpcacheKeyV4`] / [`IpcacheKeyV6`]
+//!   (generation, then a full-length address) to [`Identity`](crate::Identity): app instances.
+//! - `IPCACHE_V4`, `IPCACHE_V6`: LPM tries, the same keys with shorter prefixes to identity:
+//!   networks. A trie entry's prefix length is [`IPCACHE_GENERATION_BITS`] plus the address
+//!   prefix length.
+//! - `POLICY_EXACT`: hash map, fully specified [`PolicyKey`] (prefix length 96) to
 //!   [`PolicyValue`]: single-port rules.
 //! - `POLICY`: LPM trie, shorter [`PolicyKey`] prefixes to [`PolicyValue`]: port ranges,
 //!   every-port and every-protocol rules.
@@ -19,6 +21,14 @@
 //! - `DROP_EVENTS`: ring buffer of [`DropEvent`](crate::DropEvent) records.
 //! - `DATAPATH_STATS`: per-CPU array of `u64`, indexed by [`Stat`].
 //! - `DECISION`: one [`Decision`] slot, written only by programs loaded for replay.
+//! - `LOOKUP_KEYS`: per-CPU scratch where the datapath builds its ipcache and policy lookup
+//!   keys off the stack; private to the programs (not pinned, not read by userspace).
+//!
+//! Every ipcache and policy key starts with a generation byte, and every prefix fixes it. The
+//! datapath reads the active generation from `Config::generation` once per packet and looks
+//! up only that generation's entries. Userspace replaces a whole policy by writing it under
+//! the other generation, flipping `Config::generation` with one write, then deleting the old
+//! generation: a packet sees either the whole old policy or the whole new one, never a mix.
 
 /// Name of the IPv4 host map of the ipcache.
 pub const IPCACHE_HOSTS_V4: &str = "IPCACHE_HOSTS_V4";
@@ -66,22 +76,52 @@ pub mod capacity {
     pub const DROP_EVENTS_BYTES: u32 = 256 * 1024;
 }
 
+/// Bits of an ipcache or policy key taken by its generation byte; every prefix length
+/// stored in an ipcache trie or the policy trie counts them.
+pub const IPCACHE_GENERATION_BITS: u32 = 8;
+
+/// Key of the IPv4 ipcache maps: the generation, then the address in network order.
+pub type IpcacheKeyV4 = [u8; 5];
+/// Key of the IPv6 ipcache maps: the generation, then the address in network order.
+pub type IpcacheKeyV6 = [u8; 17];
+
+/// The IPv4 ipcache key of `address` in `generation`.
+#[inline(always)]
+pub const fn ipcache_key_v4(generation: u8, address: [u8; 4]) -> IpcacheKeyV4 {
+    [generation, address[0], address[1], address[2], address[3]]
+}
+
+/// The IPv6 ipcache key of `address` in `generation`.
+#[inline(always)]
+pub const fn ipcache_key_v6(generation: u8, address: &[u8; 16]) -> IpcacheKeyV6 {
+    let mut key = [0u8; 17];
+    key[0] = generation;
+    let mut i = 0;
+    while i < 16 {
+        key[i + 1] = address[i];
+        i += 1;
+    }
+    key
+}
+
 /// Key of the `POLICY` LPM trie (the data part; the trie adds the 32-bit prefix length).
 ///
 /// Fields are byte arrays in network order so the trie compares them most significant bit
-/// first, in this order: source identity (bits 0-31), destination identity (32-63), protocol
-/// (64-71), port (72-87). A rule is an entry whose prefix length says how much of that is
-/// fixed:
-/// - 64 ([`PolicyKey::PREFIX_ANY_PROTOCOL`]): every protocol and port between two identities;
-/// - 72 ([`PolicyKey::PREFIX_ANY_PORT`]): one protocol, every port (or ICMP type);
-/// - 72 + n, n in 1..=16: the ports whose top n bits match, one block of a port range.
+/// first, in this order: generation (bits 0-7), source identity (8-39), destination identity
+/// (40-71), protocol (72-79), port (80-95). A rule is an entry whose prefix length says how
+/// much of that is fixed:
+/// - 72 ([`PolicyKey::PREFIX_ANY_PROTOCOL`]): every protocol and port between two identities;
+/// - 80 ([`PolicyKey::PREFIX_ANY_PORT`]): one protocol, every port (or ICMP type);
+/// - 80 + n, n in 1..=16: the ports whose top n bits match, one block of a port range.
 ///
-/// The datapath makes exactly one lookup with the full 88-bit key; the longest matching
-/// entry wins. For ICMP and ICMPv6 the port field holds `type << 8 | code`, so "type 8" is a
-/// prefix of 80 bits and "type 3 code 4" one of 88.
+/// The datapath makes exactly one lookup with the full 96-bit key of the active generation;
+/// the longest matching entry wins. For ICMP and ICMPv6 the port field holds
+/// `type << 8 | code`, so "type 8" is a prefix of 88 bits and "type 3 code 4" one of 96.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyKey {
+    /// Policy generation the entry belongs to (see `Config::generation`).
+    pub generation: u8,
     /// Source identity, big-endian.
     pub source: [u8; 4],
     /// Destination identity, big-endian.
@@ -90,28 +130,32 @@ pub struct PolicyKey {
     pub protocol: u8,
     /// Destination port, or ICMP `type << 8 | code`, big-endian.
     pub port: [u8; 2],
-    /// Always zero; keeps the struct free of implicit padding.
-    pub _pad: u8,
 }
 
 impl PolicyKey {
-    /// Prefix length that fixes both identities only.
-    pub const PREFIX_ANY_PROTOCOL: u32 = 64;
-    /// Prefix length that fixes the identities and the protocol.
-    pub const PREFIX_ANY_PORT: u32 = 72;
+    /// Prefix length that fixes the generation and both identities only.
+    pub const PREFIX_ANY_PROTOCOL: u32 = 72;
+    /// Prefix length that fixes the generation, the identities and the protocol.
+    pub const PREFIX_ANY_PORT: u32 = 80;
     /// Prefix length of a fully specified key (the datapath's lookups).
-    pub const PREFIX_FULL: u32 = 88;
+    pub const PREFIX_FULL: u32 = 96;
 
-    /// A key from host-order values.
+    /// A key of generation 0 from host-order values.
     #[inline(always)]
     pub const fn new(source: u32, destination: u32, protocol: u8, port: u16) -> Self {
         PolicyKey {
+            generation: 0,
             source: source.to_be_bytes(),
             destination: destination.to_be_bytes(),
             protocol,
             port: port.to_be_bytes(),
-            _pad: 0,
         }
+    }
+
+    /// The same key in `generation`.
+    #[inline(always)]
+    pub const fn with_generation(self, generation: u8) -> Self {
+        PolicyKey { generation, ..self }
     }
 }
 
@@ -188,4 +232,25 @@ mod pod {
     unsafe impl aya::Pod for super::Decision {}
     // SAFETY: as above.
     unsafe impl aya::Pod for crate::DropEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_key_has_no_padding_and_generation_first() {
+        assert_eq!(size_of::<PolicyKey>(), 12);
+        assert_eq!(PolicyKey::PREFIX_FULL as usize, size_of::<PolicyKey>() * 8);
+        let key = PolicyKey::new(1, 2, 6, 443).with_generation(1);
+        assert!(key > PolicyKey::new(u32::MAX, u32::MAX, 255, u16::MAX));
+    }
+
+    #[test]
+    fn ipcache_keys_put_the_generation_first() {
+        assert_eq!(ipcache_key_v4(1, [10, 0, 0, 1]), [1, 10, 0, 0, 1]);
+        let v6 = ipcache_key_v6(1, &[7; 16]);
+        assert_eq!(v6[0], 1);
+        assert_eq!(&v6[1..], &[7; 16]);
+    }
 }

@@ -11,6 +11,8 @@
 //! ride on an old entry, and a SYN in the reply direction is never a reply. A SYN-ACK, ACK or
 //! RST with no flow is judged by the policy like any packet.
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 
 /// `EEXIST`, as map helpers return it (negated).
@@ -37,6 +39,31 @@ use crate::{
 /// Lifetimes are thus exact to within this.
 const REFRESH_NS: u64 = 1_000_000_000;
 
+/// `Config::lifetime_ns` for a `config` that is the live `CONFIG` slot. Every lifetime is
+/// loaded, then one chosen: left to itself the compiler turns the match into one load at a
+/// computed offset, whose bound the verifier cannot follow into a map value.
+#[inline(always)]
+fn lifetime_ns(config: &Config, state: u8) -> u64 {
+    // SAFETY: each pointer comes from a reference to a field of a live `Config`.
+    let (syn, established, closing, echo, other) = unsafe {
+        (
+            read_volatile(&config.tcp_syn_timeout),
+            read_volatile(&config.tcp_established_timeout),
+            read_volatile(&config.tcp_closing_timeout),
+            read_volatile(&config.icmp_timeout),
+            read_volatile(&config.other_timeout),
+        )
+    };
+    let seconds = match CtState::from_code(state) {
+        Some(CtState::SynSent) => syn,
+        Some(CtState::Established) => established,
+        Some(CtState::Closing) => closing,
+        Some(CtState::Echo) => echo,
+        Some(CtState::Open) | None => other,
+    };
+    seconds as u64 * 1_000_000_000
+}
+
 /// The verdict on a non-fragment or first-fragment IP packet.
 #[inline(always)]
 pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outcome {
@@ -45,7 +72,7 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outc
     }
     let Some(key) = flow_key(flow) else {
         // ICMP other than echo and errors: judged alone, never tracked.
-        return policy::decide(flow);
+        return policy::decide(config.generation, flow);
     };
     let syn_only = flow.protocol == IPPROTO_TCP && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let stored = CONNTRACK.get_ptr_mut(&key);
@@ -58,7 +85,7 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outc
             return follow(entry, &reverse, flow, true, now, config);
         }
     }
-    let outcome = policy::decide(flow);
+    let outcome = policy::decide(config.generation, flow);
     if outcome.reason == Reason::Policy && opens(flow) {
         open(&key, stored, flow, &outcome, now, config);
     }
@@ -109,7 +136,7 @@ fn is_live(entry: *mut CtEntry, now: u64, config: &Config) -> bool {
     // SAFETY: the pointer came from a successful lookup and stays valid for this program
     // run (RCU); fields are read without tearing because each is naturally aligned.
     let (last_seen, state) = unsafe { ((*entry).last_seen_ns, (*entry).state) };
-    now.saturating_sub(last_seen) <= config.lifetime_ns(state)
+    now.saturating_sub(last_seen) <= lifetime_ns(config, state)
 }
 
 #[inline(always)]
@@ -125,15 +152,25 @@ fn follow(
     // entry; every write leaves it valid, and the worst a lost update does is delay a
     // state change by one packet.
     let e = unsafe { &mut *entry };
-    if e.revision != config.revision {
-        let source = policy::identity_of(stored.family, &stored.source);
-        let destination = policy::identity_of(stored.family, &stored.destination);
-        match policy::rule_for(source, destination, stored.protocol, e.policy_port) {
+    // `config` is the live slot: read the revision and the generation once each, so the
+    // re-check uses one policy throughout.
+    let revision = config.revision;
+    if e.revision != revision {
+        let generation = config.generation;
+        let source = policy::identity_of(generation, stored.family, &stored.source);
+        let destination = policy::identity_of(generation, stored.family, &stored.destination);
+        match policy::rule_for(
+            generation,
+            source,
+            destination,
+            stored.protocol,
+            e.policy_port,
+        ) {
             Some(rule_id) => {
                 e.rule_id = rule_id;
                 e.source_identity = source;
                 e.destination_identity = destination;
-                e.revision = config.revision;
+                e.revision = revision;
             }
             None => {
                 if CONNTRACK.remove(stored).is_ok() {
@@ -236,6 +273,13 @@ fn open(
 /// either direction; otherwise it is dropped.
 #[inline(always)]
 fn related<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outcome {
+    let generation = config.generation;
+    let mut outcome = Outcome {
+        reason: Reason::UntrackedIcmpError,
+        rule_id: 0,
+        source_identity: policy::identity_of(generation, flow.family, &flow.source),
+        destination_identity: policy::identity_of(generation, flow.family, &flow.destination),
+    };
     if let Some(quoted) = parse::quoted_flow(pkt, flow) {
         let found = match live(&quoted, now, config) {
             Some(entry) => Some(entry),
@@ -243,21 +287,11 @@ fn related<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outcom
         };
         if let Some(entry) = found {
             // SAFETY: see `live`; only read.
-            let e = unsafe { &*entry };
-            return Outcome {
-                reason: Reason::Related,
-                rule_id: e.rule_id,
-                source_identity: policy::identity_of(flow.family, &flow.source),
-                destination_identity: policy::identity_of(flow.family, &flow.destination),
-            };
+            outcome.rule_id = unsafe { (*entry).rule_id };
+            outcome.reason = Reason::Related;
         }
     }
-    Outcome {
-        reason: Reason::UntrackedIcmpError,
-        rule_id: 0,
-        source_identity: policy::identity_of(flow.family, &flow.source),
-        destination_identity: policy::identity_of(flow.family, &flow.destination),
-    }
+    outcome
 }
 
 #[inline(always)]

@@ -3,40 +3,57 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use firewall_common::{
     Counter, Decision, Identity, PolicyKey, PolicyValue, Reason,
     conntrack::{self, Config, CtEntry, CtKey, FragEntry, FragKey},
-    maps::{Stat, capacity},
+    maps::{IpcacheKeyV4, IpcacheKeyV6, Stat, capacity},
 };
 
-/// IPv4 app instance address to identity.
+/// (generation, IPv4 app instance address) to identity.
 #[map(name = "IPCACHE_HOSTS_V4")]
-pub static IPCACHE_HOSTS_V4: HashMap<[u8; 4], Identity> =
+pub static IPCACHE_HOSTS_V4: HashMap<IpcacheKeyV4, Identity> =
     HashMap::with_max_entries(capacity::IPCACHE_HOSTS_V4, 0);
 
-/// IPv6 app instance address to identity.
+/// (generation, IPv6 app instance address) to identity.
 #[map(name = "IPCACHE_HOSTS_V6")]
-pub static IPCACHE_HOSTS_V6: HashMap<[u8; 16], Identity> =
+pub static IPCACHE_HOSTS_V6: HashMap<IpcacheKeyV6, Identity> =
     HashMap::with_max_entries(capacity::IPCACHE_HOSTS_V6, 0);
 
-/// IPv4 network prefix to identity.
+/// The keys of one packet's ipcache and policy lookups.
+///
+/// They are built here rather than on the stack: the lookups are inlined at several call
+/// sites, and with the generation byte their stack copies pushed the programs past the
+/// 512-byte limit. The slot is per CPU and programs on one CPU do not preempt each other, so
+/// a key written here is not touched by anyone else before the lookup that reads it.
+#[repr(C)]
+pub struct LookupKeys {
+    pub ipcache_v4: Key<IpcacheKeyV4>,
+    pub ipcache_v6: Key<IpcacheKeyV6>,
+    pub policy: Key<PolicyKey>,
+}
+
+/// One [`LookupKeys`] per CPU.
+#[map(name = "LOOKUP_KEYS")]
+pub static LOOKUP_KEYS: PerCpuArray<LookupKeys> = PerCpuArray::with_max_entries(1, 0);
+
+/// (generation, IPv4 network prefix) to identity.
 #[map(name = "IPCACHE_V4")]
-pub static IPCACHE_V4: LpmTrie<[u8; 4], Identity> =
+pub static IPCACHE_V4: LpmTrie<IpcacheKeyV4, Identity> =
     LpmTrie::with_max_entries(capacity::IPCACHE_V4, 0);
 
-/// IPv6 network prefix to identity.
+/// (generation, IPv6 network prefix) to identity.
 #[map(name = "IPCACHE_V6")]
-pub static IPCACHE_V6: LpmTrie<[u8; 16], Identity> =
+pub static IPCACHE_V6: LpmTrie<IpcacheKeyV6, Identity> =
     LpmTrie::with_max_entries(capacity::IPCACHE_V6, 0);
 
-/// Fully specified (source, destination, protocol, port) to the allowing rule.
+/// Fully specified (generation, source, destination, protocol, port) to the allowing rule.
 #[map(name = "POLICY_EXACT")]
 pub static POLICY_EXACT: HashMap<PolicyKey, PolicyValue> =
     HashMap::with_max_entries(capacity::POLICY_EXACT, 0);
 
-/// (source, destination, protocol, port prefix) to the allowing rule.
+/// (generation, source, destination, protocol, port prefix) to the allowing rule.
 #[map(name = "POLICY")]
 pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(capacity::POLICY, 0);
 
@@ -70,6 +87,6 @@ pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
 pub static FRAGMENTS: LruHashMap<FragKey, FragEntry> =
     LruHashMap::with_max_entries(conntrack::DEFAULT_FRAGMENT_ENTRIES, 0);
 
-/// Runtime configuration: the policy revision and the lifetimes.
+/// Runtime configuration: the policy revision and generation, and the lifetimes.
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

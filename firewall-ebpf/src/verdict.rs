@@ -25,6 +25,10 @@ use crate::{
 #[unsafe(no_mangle)]
 static REPLAY: u8 = 0;
 
+/// Settings used while the `CONFIG` slot cannot be read (it always can: an array's slots exist
+/// from creation).
+static DEFAULT_CONFIG: Config = Config::DEFAULT;
+
 /// ICMPv6 router solicitation, router advertisement, neighbour solicitation, neighbour
 /// advertisement (RFC 4861). Valid only with hop limit 255, which proves the sender is on-link.
 const ND_ROUTER_SOLICIT: u8 = 133;
@@ -85,13 +89,19 @@ fn decide_ip<P: Packet>(pkt: &P, flow: &Flow) -> Outcome {
     if let Some(reason) = neighbour_discovery(flow) {
         return Outcome::unattributed(reason);
     }
-    let config = CONFIG.get(0).copied().unwrap_or(Config::DEFAULT);
+    // The slot is used in place, not copied: a copy would cost 32 bytes of the 512-byte
+    // stack. Each policy evaluation reads `generation` once (see `conntrack::follow`).
+    // A swap writes the new generation, then the new revision, in two writes; the revision
+    // check (conntrack::follow) reads the revision before the generation. The two are plain
+    // loads: a CPU that reorders loads could still pair a new revision with the old
+    // generation, and that flow would keep a revoked rule until the next change.
+    let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     if flow.fragment == FRAGMENT_LATER {
-        return conntrack::later_fragment(flow, now, &config);
+        return conntrack::later_fragment(flow, now, config);
     }
-    let outcome = conntrack::track(pkt, flow, now, &config);
+    let outcome = conntrack::track(pkt, flow, now, config);
     if flow.fragment == FRAGMENT_FIRST {
         conntrack::record_first_fragment(flow, &outcome, now);
     }

@@ -24,6 +24,7 @@ use thiserror::Error;
 pub mod pinning;
 mod placement;
 mod readback;
+mod swap;
 
 /// The compiled programs, built by `build.rs` from the `firewall-ebpf` crate.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"));
@@ -88,6 +89,9 @@ pub enum DatapathError {
         /// The map's capacity.
         limit: u32,
     },
+    /// [`Datapath::commit_swap`] was called without a prepared generation.
+    #[error("no policy generation was prepared to swap in")]
+    NoSwapPrepared,
 }
 
 /// Map sizes. Kernel maps cannot grow after creation, so these are fixed at load.
@@ -132,7 +136,7 @@ pub struct LoadOptions {
     pub conntrack_entries: u32,
     /// Datagrams whose fragments are tracked at once.
     pub fragment_entries: u32,
-    /// Lifetimes (the revision is managed by [`Datapath`]).
+    /// Lifetimes (the revision and generation are managed by [`Datapath`]).
     pub config: Config,
     /// Keep the last decision in the `DECISION` map (replay and benchmarks). Off for live
     /// enforcement, where the verifier then removes that code.
@@ -155,6 +159,8 @@ impl Default for LoadOptions {
 pub struct Datapath {
     ebpf: Ebpf,
     capacities: Capacities,
+    /// The generation [`Datapath::prepare_swap`] filled, until it is committed.
+    prepared: Option<u8>,
 }
 
 impl Datapath {
@@ -218,8 +224,14 @@ impl Datapath {
         let mut datapath = Datapath {
             ebpf,
             capacities: caps,
+            prepared: None,
         };
-        datapath.set_config(&options.config)?;
+        // A reused (pinned) slot names the generation the reused maps' entries are in.
+        let config = Config {
+            generation: datapath.config()?.generation,
+            ..options.config
+        };
+        datapath.set_config(&config)?;
         Ok(datapath)
     }
 
@@ -229,7 +241,8 @@ impl Datapath {
         array.get(&0, 0).map_err(map_error(conntrack::CONFIG))
     }
 
-    /// Replaces the runtime configuration.
+    /// Replaces the runtime configuration, `generation` included (see
+    /// [`Datapath::swap_in`] for changing it safely).
     pub fn set_config(&mut self, config: &Config) -> Result<(), DatapathError> {
         let mut array: Array<&mut MapData, Config> = self.map_mut(conntrack::CONFIG)?;
         array

@@ -117,11 +117,16 @@ fn reload(datapath: &mut Datapath, path: &Path, enforced: &mut Enforced) {
     match update::update(datapath, &enforced.compiled, &compiled) {
         Ok(summary) => {
             eprintln!(
-                "reloaded {}: {} rules, {} entries added, {} removed, revision {}",
+                "reloaded {}: {} rules, {} entries added, {} removed{}, revision {}",
                 path.display(),
                 policy.rules.len(),
                 summary.added,
                 summary.removed,
+                if summary.swapped {
+                    " (swapped in whole)"
+                } else {
+                    ""
+                },
                 summary.revision
             );
             *enforced = Enforced { policy, compiled };

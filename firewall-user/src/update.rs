@@ -1,5 +1,11 @@
-//! Changing the policy of a running datapath in place: only the entries that differ are
-//! written, and flows opened under the old policy are checked again.
+//! Changing the policy of a running datapath in place, and flows opened under the old policy
+//! checked again.
+//!
+//! A small change writes only the entries that differ, additions before removals, so
+//! traffic both policies allow is never denied in between; a packet may meet a mix of both
+//! for the moment the writes take. A change of more than [`SWAP_THRESHOLD`] entries (a policy
+//! import) is swapped in instead ([`Datapath::swap_in`]): written whole under the inactive
+//! generation and enforced by one write, so each packet sees one policy or the other.
 //!
 //! Maps are keyed by address prefix (ipcache) or by policy key, so an entry whose key stays
 //! but whose value changes (an address moving to another app, a key passing to another rule)
@@ -15,7 +21,12 @@ use crate::{
     policy::{CompiledPolicy, PolicyEntry},
 };
 
-/// What an [`update`] changed.
+/// Changes touching more entries than this are swapped in whole rather than written entry by
+/// entry. Below it the incremental path writes less (only the difference) and the mix a
+/// packet may meet is small; above it the swap's extra writes buy atomicity where it matters.
+pub const SWAP_THRESHOLD: usize = 512;
+
+/// What an [`update`] or [`replace`] changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpdateSummary {
     /// Entries written: new keys and keys whose value changed.
@@ -25,6 +36,9 @@ pub struct UpdateSummary {
     /// The policy revision now in force; flows opened under an older one are checked against
     /// the policy again on their next packet.
     pub revision: u32,
+    /// Whether the new policy was swapped in whole ([`Datapath::swap_in`]) rather than
+    /// written entry by entry.
+    pub swapped: bool,
 }
 
 /// The change from one compiled policy to another.
@@ -59,13 +73,12 @@ impl PolicyDiff {
     }
 }
 
-/// Moves a datapath that enforces `from` to enforce `to`: writes the added entries first,
-/// then removes the stale ones (so traffic both allow is never denied in between), then
-/// bumps the policy revision so tracked flows are checked against `to`. When nothing
+/// Moves a datapath that enforces `from` to enforce `to`. When the difference has more than
+/// [`SWAP_THRESHOLD`] entries, `to` is swapped in whole (see [`replace`]). Otherwise the
+/// added entries are written first, then the stale ones removed (so traffic both allow is
+/// never denied in between), then the policy revision is bumped so tracked flows are checked
+/// against `to`; while that runs, a packet may meet a mix of both policies. When nothing
 /// differs, nothing is written and the revision stays.
-///
-/// While it runs, a packet may meet a mix of both policies: additions in place, removals
-/// not yet done.
 ///
 /// Map capacities are not checked (the datapath does not expose them): a `to` that does not
 /// fit fails at the first full map. The additions written until then are taken back, so the
@@ -85,6 +98,17 @@ pub fn update(
             added: 0,
             removed: 0,
             revision: datapath.config()?.revision,
+            swapped: false,
+        });
+    }
+    let (added, removed) = (entries(&diff.added), entries(&diff.stale));
+    if added + removed > SWAP_THRESHOLD {
+        datapath.swap_in(to)?;
+        return Ok(UpdateSummary {
+            added,
+            removed,
+            revision: datapath.config()?.revision,
+            swapped: true,
         });
     }
     if let Err(error) = datapath.insert_entries(&diff.added) {
@@ -94,9 +118,34 @@ pub fn update(
     datapath.remove_entries(&diff.stale)?;
     let revision = datapath.bump_revision()?;
     Ok(UpdateSummary {
+        added,
+        removed,
+        revision,
+        swapped: false,
+    })
+}
+
+/// Moves a datapath that enforces `from` to enforce `to` as one change for packets, whatever
+/// its size: `to` is written whole under the inactive generation, then enforced by one write
+/// that also bumps the revision, then `from`'s entries are deleted ([`Datapath::swap_in`]).
+/// `from` is only used to count what changed.
+///
+/// # Errors
+/// [`DatapathError::Capacity`] when the maps cannot hold `from` and `to` at once (nothing is
+/// written); [`DatapathError::Map`] when the kernel refuses a write. A failure before the
+/// flip leaves `from` enforced.
+pub fn replace(
+    datapath: &mut Datapath,
+    from: &CompiledPolicy,
+    to: &CompiledPolicy,
+) -> Result<UpdateSummary, DatapathError> {
+    let diff = PolicyDiff::between(from, to);
+    datapath.swap_in(to)?;
+    Ok(UpdateSummary {
         added: entries(&diff.added),
         removed: entries(&diff.stale),
-        revision,
+        revision: datapath.config()?.revision,
+        swapped: true,
     })
 }
 

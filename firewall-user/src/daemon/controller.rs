@@ -166,7 +166,10 @@ impl Controller {
                     if let Err(undo) = self.store.commit(&next, &self.model) {
                         log::error!("store left ahead of the maps after a failed update: {undo}");
                     }
-                    return Err(e.into());
+                    return Err(match e {
+                        DatapathError::Capacity { .. } => ControlError::Full(e.to_string()),
+                        other => ControlError::Datapath(other),
+                    });
                 }
             },
             None => Applied::default(),

@@ -122,15 +122,26 @@ impl Enforcer {
         self.datapath.check_capacity(desired)
     }
 
-    /// Makes the maps hold `desired`, writing only the difference: additions (and changed
-    /// values) first, removals after, then the policy revision is bumped so tracked flows of
-    /// removed rules stop. Entries in both are never touched, so their traffic never sees a
-    /// moment of denial.
+    /// Makes the maps hold `desired` (see [`update::update`]): a small change writes only the
+    /// difference, additions (and changed values) first, removals after, so traffic both
+    /// allow never sees a moment of denial; a change of more than [`update::SWAP_THRESHOLD`]
+    /// entries (a policy import) is swapped in whole, atomically for packets. Either way the
+    /// policy revision is bumped so tracked flows of removed rules stop.
     ///
     /// # Errors
-    /// A map refused a write; the additions already made are rolled back.
+    /// A map refused a write; the additions already made are rolled back. A swap also fails
+    /// with [`DatapathError::Capacity`] when the maps cannot hold the old and the new policy
+    /// at once; the old policy stays enforced.
     pub fn update(&mut self, desired: &CompiledPolicy) -> Result<UpdateSummary, DatapathError> {
         let summary = update::update(&mut self.datapath, &self.enforced, desired)?;
+        if summary.swapped {
+            log::info!(
+                "policy swapped in whole: {} entries added, {} removed, revision {}",
+                summary.added,
+                summary.removed,
+                summary.revision
+            );
+        }
         self.enforced = desired.clone();
         Ok(summary)
     }

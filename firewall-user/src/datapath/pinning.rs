@@ -13,14 +13,14 @@ use aya::maps::{MapInfo, MapType};
 use firewall_common::{
     Counter, Identity, PolicyKey, PolicyValue, Reason,
     conntrack::{self, Config, CtEntry, CtKey, FragEntry, FragKey},
-    maps::{self, Stat},
+    maps::{self, IpcacheKeyV4, IpcacheKeyV6, Stat},
 };
 
 use super::{DatapathError, LoadOptions};
 
 /// Version of the pinned layout; part of the pin directory's name (and of the paths in
 /// `crate::conntrack::pin`, which must move with it).
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Maps pinned by the daemon, by name. `DECISION` (replay only) is not among them.
 pub const PINNED: [&str; 13] = [
@@ -70,13 +70,28 @@ fn expected(name: &str, options: &LoadOptions) -> Option<Layout> {
     let (map_type, key, value, entries) = match name {
         maps::IPCACHE_HOSTS_V4 => (
             MapType::Hash,
-            4,
+            size(size_of::<IpcacheKeyV4>()),
             size(size_of::<Identity>()),
             caps.ipcache_hosts_v4,
         ),
-        maps::IPCACHE_HOSTS_V6 => (MapType::Hash, 16, 4, caps.ipcache_hosts_v6),
-        maps::IPCACHE_V4 => (MapType::LpmTrie, 4 + 4, 4, caps.ipcache_v4),
-        maps::IPCACHE_V6 => (MapType::LpmTrie, 4 + 16, 4, caps.ipcache_v6),
+        maps::IPCACHE_HOSTS_V6 => (
+            MapType::Hash,
+            size(size_of::<IpcacheKeyV6>()),
+            4,
+            caps.ipcache_hosts_v6,
+        ),
+        maps::IPCACHE_V4 => (
+            MapType::LpmTrie,
+            4 + size(size_of::<IpcacheKeyV4>()),
+            4,
+            caps.ipcache_v4,
+        ),
+        maps::IPCACHE_V6 => (
+            MapType::LpmTrie,
+            4 + size(size_of::<IpcacheKeyV6>()),
+            4,
+            caps.ipcache_v6,
+        ),
         maps::POLICY_EXACT => (
             MapType::Hash,
             size(size_of::<PolicyKey>()),

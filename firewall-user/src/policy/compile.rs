@@ -152,14 +152,34 @@ mod tests {
     fn each_protocol_gets_its_prefix_length() {
         let icmp = |icmp_type, code| IcmpMatch { icmp_type, code };
         let cases = [
-            (Protocol::All, 64, 0, 0),
-            (Protocol::Tcp(None), 72, 6, 0),
-            (Protocol::Udp(None), 72, 17, 0),
-            (Protocol::Sctp(None), 72, 132, 0),
-            (Protocol::Icmp(icmp(None, None)), 72, 1, 0),
-            (Protocol::Icmp(icmp(Some(8), None)), 80, 1, 0x0800),
-            (Protocol::Icmpv6(icmp(Some(1), Some(4))), 88, 58, 0x0104),
-            (Protocol::Icmpv6(icmp(None, Some(4))), 72, 58, 0),
+            (Protocol::All, PolicyKey::PREFIX_ANY_PROTOCOL, 0, 0),
+            (Protocol::Tcp(None), PolicyKey::PREFIX_ANY_PORT, 6, 0),
+            (Protocol::Udp(None), PolicyKey::PREFIX_ANY_PORT, 17, 0),
+            (Protocol::Sctp(None), PolicyKey::PREFIX_ANY_PORT, 132, 0),
+            (
+                Protocol::Icmp(icmp(None, None)),
+                PolicyKey::PREFIX_ANY_PORT,
+                1,
+                0,
+            ),
+            (
+                Protocol::Icmp(icmp(Some(8), None)),
+                PolicyKey::PREFIX_ANY_PORT + 8,
+                1,
+                0x0800,
+            ),
+            (
+                Protocol::Icmpv6(icmp(Some(1), Some(4))),
+                PolicyKey::PREFIX_FULL,
+                58,
+                0x0104,
+            ),
+            (
+                Protocol::Icmpv6(icmp(None, Some(4))),
+                PolicyKey::PREFIX_ANY_PORT,
+                58,
+                0,
+            ),
         ];
         for (protocol, prefix_len, number, port) in cases {
             let key = PolicyKey::new(256, reserved::WORLD, number, port);
@@ -179,8 +199,16 @@ mod tests {
         };
         let entries = compile_rules(vec![rule(3, Protocol::Udp(Some(ports)))]);
         let expected = vec![
-            (88, PolicyKey::new(256, reserved::WORLD, 17, 1023), 3),
-            (87, PolicyKey::new(256, reserved::WORLD, 17, 1024), 3),
+            (
+                PolicyKey::PREFIX_FULL,
+                PolicyKey::new(256, reserved::WORLD, 17, 1023),
+                3,
+            ),
+            (
+                PolicyKey::PREFIX_FULL - 1,
+                PolicyKey::new(256, reserved::WORLD, 17, 1024),
+                3,
+            ),
         ];
         assert_eq!(entries, expected);
     }
@@ -196,7 +224,13 @@ mod tests {
         ];
         let key = PolicyKey::new(256, reserved::WORLD, 6, 80);
         // Rule 3's block 80-81 is a different entry from port 80 alone, so it stays.
-        assert_eq!(compile_rules(rules), vec![(88, key, 1), (87, key, 3)]);
+        assert_eq!(
+            compile_rules(rules),
+            vec![
+                (PolicyKey::PREFIX_FULL, key, 1),
+                (PolicyKey::PREFIX_FULL - 1, key, 3)
+            ]
+        );
     }
 
     #[test]

@@ -179,15 +179,15 @@ fn example_compiles_to_the_expected_maps() {
         value: PolicyValue { rule_id },
     };
     let expected = vec![
-        entry(88, 256, 257, 6, 8081, 1),
-        // 9000-9010: 9000-9007 (13 bits), 9008-9009 (15 bits), 9010 (16 bits).
-        entry(85, 256, 257, 6, 9000, 2),
-        entry(87, 256, 257, 6, 9008, 2),
-        entry(88, 256, 257, 6, 9010, 2),
-        entry(72, 256, 257, 1, 0, 3),
-        entry(88, 257, 259, 6, 1521, 4),
-        entry(80, 258, 256, 58, 128 << 8, 5),
-        entry(72, 258, 257, 132, 0, 6),
+        entry(PolicyKey::PREFIX_FULL, 256, 257, 6, 8081, 1),
+        // 9000-9010: 9000-9007 (13 port bits), 9008-9009 (15), 9010 (16).
+        entry(PolicyKey::PREFIX_FULL - 3, 256, 257, 6, 9000, 2),
+        entry(PolicyKey::PREFIX_FULL - 1, 256, 257, 6, 9008, 2),
+        entry(PolicyKey::PREFIX_FULL, 256, 257, 6, 9010, 2),
+        entry(PolicyKey::PREFIX_ANY_PORT, 256, 257, 1, 0, 3),
+        entry(PolicyKey::PREFIX_FULL, 257, 259, 6, 1521, 4),
+        entry(PolicyKey::PREFIX_ANY_PORT + 8, 258, 256, 58, 128 << 8, 5),
+        entry(PolicyKey::PREFIX_ANY_PORT, 258, 257, 132, 0, 6),
     ];
     assert_eq!(compiled.policy, expected);
     assert_eq!(compiled.max_rule_id, 6);
