@@ -127,7 +127,8 @@ pub fn update(
 
 /// Moves a datapath that enforces `from` to enforce `to` as one change for packets, whatever
 /// its size: `to` is written whole under the inactive generation, then enforced by one write
-/// that also bumps the revision, then `from`'s entries are deleted ([`Datapath::swap_in`]).
+/// of the generation (the revision bump follows), then `from`'s entries are deleted
+/// ([`Datapath::swap_in`]).
 /// `from` is only used to count what changed.
 ///
 /// # Errors
