@@ -18,7 +18,7 @@ use firewall::{
     policy,
     testbed::{self, Testbed},
 };
-use support::traffic::{Listener, eventually, exchange};
+use support::traffic::{BusyConnection, Listener, eventually, exchange};
 
 const BIN: &str = env!("CARGO_BIN_EXE_firewall");
 
@@ -209,8 +209,40 @@ fn policies_enforce_live_and_survive_kill_and_restart() {
     );
     assert!(!exchange(&frontend, backend(8082)), "8082 stays denied");
 
-    // SIGKILL: the pinned links keep enforcing the last policy.
+    // SIGKILL under traffic: a busy connection keeps flowing through the kill, and the
+    // pinned links keep enforcing the last policy.
+    setup.ok(&[
+        "add-network-policy",
+        "frontend",
+        "--destination-app",
+        "backend",
+        "--port",
+        "8084",
+    ]);
+    let busy = BusyConnection::start(
+        &frontend,
+        &backend_ns,
+        backend(8084),
+        Duration::from_secs(3),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let killed_at = std::time::Instant::now();
     setup.kill();
+    let delivery = busy.finish();
+    assert_eq!(
+        delivery.arrivals.len() as u64,
+        delivery.sent,
+        "bytes lost across the kill"
+    );
+    let after = delivery
+        .arrivals
+        .iter()
+        .filter(|t| **t > killed_at + Duration::from_millis(500))
+        .count();
+    assert!(
+        after >= 20,
+        "the connection stopped at the kill: {after} bytes after it"
+    );
     assert!(
         exchange(&frontend, backend(8081)),
         "allowed traffic flows with the daemon dead"

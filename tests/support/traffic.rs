@@ -107,3 +107,77 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One TCP connection carrying a byte every 20 ms for `duration`: the client in one
+/// namespace, the server in another, each arrival time recorded.
+pub struct BusyConnection {
+    client: JoinHandle<std::io::Result<std::io::Result<u64>>>,
+    server: JoinHandle<std::io::Result<std::io::Result<Vec<Instant>>>>,
+}
+
+/// What a [`BusyConnection`] saw.
+pub struct Delivery {
+    /// Bytes the client wrote.
+    pub sent: u64,
+    /// When each byte arrived.
+    pub arrivals: Vec<Instant>,
+}
+
+impl BusyConnection {
+    pub fn start(client_ns: &str, server_ns: &str, at: SocketAddr, duration: Duration) -> Self {
+        let server =
+            testbed::spawn_in_namespace(server_ns, move || -> std::io::Result<Vec<Instant>> {
+                let listener = TcpListener::bind(at)?;
+                let (mut stream, _) = listener.accept()?;
+                stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+                let deadline = Instant::now() + duration + Duration::from_secs(3);
+                let mut arrivals = Vec::new();
+                let mut buf = [0u8; 64];
+                while Instant::now() < deadline {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => arrivals.extend(std::iter::repeat_n(Instant::now(), n)),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(arrivals)
+            })
+            .expect("enter server namespace");
+        std::thread::sleep(Duration::from_millis(100));
+        let client = testbed::spawn_in_namespace(client_ns, move || -> std::io::Result<u64> {
+            let mut stream = TcpStream::connect_timeout(&at, PROBE_TIMEOUT)?;
+            let deadline = Instant::now() + duration;
+            let mut sent = 0;
+            while Instant::now() < deadline {
+                stream.write_all(b"x")?;
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(sent)
+        })
+        .expect("enter client namespace");
+        BusyConnection { client, server }
+    }
+
+    /// Waits for both ends.
+    pub fn finish(self) -> Delivery {
+        let sent = self
+            .client
+            .join()
+            .expect("client thread")
+            .expect("client namespace")
+            .expect("client");
+        let arrivals = self
+            .server
+            .join()
+            .expect("server thread")
+            .expect("server namespace")
+            .expect("server");
+        Delivery { sent, arrivals }
+    }
+}
