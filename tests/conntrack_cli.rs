@@ -9,14 +9,10 @@ mod support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::{Child, Command, Output, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver},
-    },
+    sync::mpsc::{self, Receiver},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -27,7 +23,7 @@ use firewall::{
     testbed::{self, Testbed},
 };
 use serde_json::Value;
-use support::scratch::Scratch;
+use support::{scratch::Scratch, traffic::Listener};
 
 /// Frontend may reach backend on TCP `{port}`, nothing else.
 fn policy_text(port: u16) -> String {
@@ -41,7 +37,6 @@ const BACKEND: &str = "198.18.2.10";
 const STARTUP: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DENIED_WAIT: Duration = Duration::from_millis(1500);
-const SERVER_LIFETIME: Duration = Duration::from_secs(60);
 
 /// A running `firewall run`, its stderr lines arriving on a channel. Killed on drop.
 struct Daemon {
@@ -151,64 +146,6 @@ impl Drop for Daemon {
     }
 }
 
-/// TCP servers in the backend namespace on 8081 and 8082 that answer "ping" with "pong";
-/// they stop when dropped or after [`SERVER_LIFETIME`].
-struct Servers {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<std::io::Result<std::io::Result<()>>>>,
-}
-
-impl Servers {
-    fn start(namespace: &str) -> Servers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = [8081u16, 8082]
-            .into_iter()
-            .map(|port| {
-                let stop = stop.clone();
-                testbed::spawn_in_namespace(namespace, move || serve(backend(port), &stop))
-                    .expect("enter backend namespace")
-            })
-            .collect();
-        Servers { stop, threads }
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads.drain(..) {
-            if let Ok(Ok(Err(e)) | Err(e)) = thread.join()
-                && !std::thread::panicking()
-            {
-                panic!("server failed: {e}");
-            }
-        }
-    }
-}
-
-fn serve(at: SocketAddr, stop: &AtomicBool) -> std::io::Result<()> {
-    let listener = TcpListener::bind(at)?;
-    listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + SERVER_LIFETIME;
-    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                stream.set_nonblocking(false)?;
-                stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-                let mut buf = [0u8; 4];
-                if stream.read_exact(&mut buf).is_ok() && &buf == b"ping" {
-                    stream.write_all(b"pong")?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 fn backend(port: u16) -> SocketAddr {
     SocketAddr::new(BACKEND.parse().expect("address"), port)
 }
@@ -278,7 +215,7 @@ fn flows_are_listed_flushed_and_a_reload_moves_the_allowed_port() {
     let mut daemon = Daemon::start(&policy_path, &testbed.interfaces());
     daemon.wait_for("enforcing", STARTUP);
     assert!(pins_exist(), "firewall run pinned nothing");
-    let _servers = Servers::start(&backend_ns);
+    let _servers = [8081, 8082].map(|port| Listener::start(&backend_ns, backend(port)));
     std::thread::sleep(Duration::from_millis(200));
     let client = |port: u16, wait: Duration| {
         testbed::in_namespace(&frontend, move || exchange(backend(port), wait))

@@ -23,6 +23,7 @@ use firewall::{
     testbed::{self, Testbed},
 };
 use firewall_common::Reason;
+use support::traffic::{BusyConnection, Delivery};
 
 /// Rules in the forward direction only: replies pass because their flows are tracked.
 const POLICY: &str = r#"
@@ -301,56 +302,7 @@ fn revoking_a_rule_stops_an_established_connection_within_a_second() {
         .clone();
 
     let at: SocketAddr = "198.18.2.10:7000".parse().expect("address");
-    let run_for = Duration::from_secs(5);
-    let server = testbed::spawn_in_namespace(&backend, move || -> std::io::Result<Vec<Instant>> {
-        let listener = TcpListener::bind(at)?;
-        listener.set_nonblocking(true)?;
-        let deadline = Instant::now() + run_for;
-        let mut stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let mut arrivals = Vec::new();
-        let mut buf = [0u8; 64];
-        while Instant::now() < deadline {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => arrivals.push(Instant::now()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(arrivals)
-    })
-    .expect("enter backend namespace");
-    std::thread::sleep(Duration::from_millis(200));
-    let client = testbed::spawn_in_namespace(&frontend, move || -> std::io::Result<u32> {
-        let mut stream = TcpStream::connect_timeout(&at, CONNECT_TIMEOUT)?;
-        stream.set_write_timeout(Some(Duration::from_millis(200)))?;
-        let deadline = Instant::now() + Duration::from_secs(4);
-        let mut sent = 0;
-        while Instant::now() < deadline {
-            if stream.write_all(b"x").is_ok() {
-                sent += 1;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(sent)
-    })
-    .expect("enter frontend namespace");
+    let busy = BusyConnection::start(&frontend, &backend, at, Duration::from_secs(4));
 
     std::thread::sleep(Duration::from_millis(1500));
     let rule = policy
@@ -374,16 +326,7 @@ fn revoking_a_rule_stops_an_established_connection_within_a_second() {
     datapath.bump_revision().expect("bump revision");
     let revoked_at = Instant::now();
 
-    let sent = client
-        .join()
-        .expect("client thread")
-        .expect("client namespace")
-        .expect("client");
-    let arrivals = server
-        .join()
-        .expect("server thread")
-        .expect("server namespace")
-        .expect("server");
+    let Delivery { sent, arrivals } = busy.finish();
     let before = arrivals.iter().filter(|t| **t < revoked_at).count();
     let late: Vec<Duration> = arrivals
         .iter()

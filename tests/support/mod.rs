@@ -1,6 +1,7 @@
 //! Shared by the integration tests: packet builders and the test policy.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod packets;
 pub mod replay;
 pub mod scratch;
