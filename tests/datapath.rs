@@ -344,10 +344,12 @@ fn drops_are_reported_in_the_ring_buffer() {
     let outcome = replayer.run(&tcp4(FRONTEND, BACKEND, 8082)).expect("run");
     assert_eq!(outcome.verdict, Verdict::Drop);
     replayer.run(&tcp4(FRONTEND, BACKEND, 8081)).expect("run");
-    let mut ring = replayer.datapath().take_drop_events().expect("ring buffer");
-    let item = ring.next().expect("one drop event");
+    let mut ring = replayer.datapath().take_flow_events().expect("ring buffer");
+    let item = ring.next().expect("one drop record");
     let event = events::parse(&item).expect("a whole record");
+    assert!(events::is_drop(&event));
     assert_eq!(event.reason, Reason::DeniedByDefault as u8);
+    assert_eq!(event.rule_id, 0);
     assert_eq!((event.family, event.protocol), (4, TCP));
     assert_eq!((event.source_port, event.destination_port), (40000, 8082));
     assert_eq!(&event.source_address[..4], &v4(FRONTEND).octets());
@@ -365,10 +367,16 @@ fn drops_are_reported_in_the_ring_buffer() {
         "{line}"
     );
     drop(item);
-    assert!(
-        ring.next().is_none(),
-        "the allowed packet must not be reported"
-    );
+    let item = ring
+        .next()
+        .expect("a record of the flow the allowed packet opened");
+    let opened = events::parse(&item).expect("a whole record");
+    assert!(!events::is_drop(&opened));
+    assert_eq!(opened.reason, Reason::Policy as u8);
+    assert_eq!(opened.destination_port, 8081);
+    assert_eq!(opened.rule_id, 1, "the record names the allowing rule");
+    drop(item);
+    assert!(ring.next().is_none(), "one record per packet");
 }
 
 #[test]

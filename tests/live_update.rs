@@ -58,7 +58,10 @@ fn unrelated_changes_never_drop_allowed_traffic_nor_pass_denied_traffic() {
     }
     let _cleanup = Cleanup(dir.clone(), pin_root.clone());
 
-    let enforcer = Enforcer::open(&pin_root, &LoadOptions::default()).expect("enforcer");
+    // Every drop record is needed below: no rate limit.
+    let mut options = LoadOptions::default();
+    options.config.event_interval_ns = 0;
+    let enforcer = Enforcer::open(&pin_root, &options).expect("enforcer");
     let limits = Limits {
         policy_quota_per_source: 10_000,
         ..Limits::default()
@@ -82,7 +85,10 @@ fn unrelated_changes_never_drop_allowed_traffic_nor_pass_denied_traffic() {
     let ours: Vec<String> = bed.interfaces();
     enforcer.sync_interfaces(&host, |name| ours.iter().any(|i| i == name));
     assert_eq!(enforcer.attached().len(), 2);
-    let mut ring = enforcer.datapath().take_drop_events().expect("drop events");
+    let mut ring = enforcer
+        .datapath()
+        .take_flow_events()
+        .expect("flow records");
 
     // Drain drop events continuously so none is lost while the test runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,7 +99,7 @@ fn unrelated_changes_never_drop_allowed_traffic_nor_pass_denied_traffic() {
             loop {
                 let done = stop.load(Ordering::SeqCst);
                 while let Some(item) = ring.next() {
-                    if let Some(event) = events::parse(&item) {
+                    if let Some(event) = events::parse(&item).filter(events::is_drop) {
                         drops.push(event);
                     }
                 }
@@ -235,11 +241,11 @@ fn unrelated_changes_never_drop_allowed_traffic_nor_pass_denied_traffic() {
         .enforcer()
         .expect("enforcer")
         .datapath()
-        .drop_events_lost()
+        .flow_events_lost()
         .expect("stat");
     assert_eq!(
         lost, 0,
-        "drop events were lost: the check below would be blind"
+        "drop records were lost: the check below would be blind"
     );
     let allowed_drops = drops
         .iter()

@@ -189,6 +189,12 @@ pub struct Config {
     pub generation: u8,
     /// Always zero.
     pub _pad: [u8; 3],
+    /// Flow records: each CPU sends at most one per this many nanoseconds on average; 0
+    /// sends every record. Drops and new flows beyond the rate are counted
+    /// (`Stat::FlowEventsRateLimited`), not reported.
+    pub event_interval_ns: u32,
+    /// Flow records a CPU may send at once above its rate, after a quiet spell.
+    pub event_burst: u32,
 }
 
 impl Config {
@@ -205,6 +211,8 @@ impl Config {
         fragment_timeout: 30,
         generation: 0,
         _pad: [0; 3],
+        event_interval_ns: 500_000,
+        event_burst: 256,
     };
 
     /// Lifetime in nanoseconds of a flow in `state`, counted from its last packet.
@@ -252,7 +260,7 @@ mod tests {
         assert_eq!(size_of::<CtEntry>(), 8 + 8 + 4 * 4 + 2 + 1 + 1 + 4);
         assert_eq!(size_of::<FragKey>(), 16 + 16 + 4 + 1 + 1 + 2);
         assert_eq!(size_of::<FragEntry>(), 8 + 4 * 3 + 1 + 3);
-        assert_eq!(size_of::<Config>(), 7 * 4 + 1 + 3);
+        assert_eq!(size_of::<Config>(), 7 * 4 + 1 + 3 + 4 + 4);
     }
 
     #[test]

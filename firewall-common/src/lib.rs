@@ -11,8 +11,9 @@ pub mod event;
 pub mod identity;
 pub mod maps;
 pub mod reason;
+pub mod trace;
 
-pub use event::{DropEvent, Hook};
+pub use event::{FlowEvent, Hook};
 pub use identity::Identity;
-pub use maps::{Counter, Decision, PolicyKey, PolicyValue};
+pub use maps::{Counter, Decision, PolicyKey, PolicyValue, RuleCounter};
 pub use reason::{Reason, Verdict};

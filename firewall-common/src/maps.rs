@@ -17,8 +17,13 @@
 //! hash lookups; the trie walks (the dearer lookups) are left to networks, the world and
 //! ranges. Userspace splits entries by prefix length; the datapath never sees the split.
 //! - `REASON_COUNTERS`: per-CPU array of [`Counter`], indexed by reason code.
-//! - `RULE_COUNTERS`: per-CPU array of [`Counter`], indexed by rule id.
-//! - `DROP_EVENTS`: ring buffer of [`DropEvent`](crate::DropEvent) records.
+//! - `RULE_COUNTERS`: per-CPU array of [`RuleCounter`], indexed by rule id.
+//! - `DROP_PAIRS`: per-CPU LRU hash, [`drop_pair`] (source and destination identity) to
+//!   [`Counter`]: drops between two identities, for the most-dropped pairs.
+//! - `FLOW_EVENTS`: ring buffer of [`FlowEvent`](crate::FlowEvent) flow records.
+//! - `EVENT_BUDGET`: per-CPU `u64`, the flow record rate limiter's state; private to the
+//!   programs.
+//! - `TRACE`, `TRACE_EVENTS`: see [`trace`](crate::trace).
 //! - `DATAPATH_STATS`: per-CPU array of `u64`, indexed by [`Stat`].
 //! - `DECISION`: one [`Decision`] slot, written only by programs loaded for replay.
 //! - `LOOKUP_KEYS`: per-CPU scratch where the datapath builds its ipcache and policy lookup
@@ -46,8 +51,10 @@ pub const POLICY: &str = "POLICY";
 pub const REASON_COUNTERS: &str = "REASON_COUNTERS";
 /// Name of the per-rule counters.
 pub const RULE_COUNTERS: &str = "RULE_COUNTERS";
-/// Name of the drop event ring buffer.
-pub const DROP_EVENTS: &str = "DROP_EVENTS";
+/// Name of the per-identity-pair drop counters.
+pub const DROP_PAIRS: &str = "DROP_PAIRS";
+/// Name of the flow record ring buffer.
+pub const FLOW_EVENTS: &str = "FLOW_EVENTS";
 /// Name of the datapath's own statistics.
 pub const DATAPATH_STATS: &str = "DATAPATH_STATS";
 /// Name of the replay decision slot.
@@ -72,8 +79,13 @@ pub mod capacity {
     pub const POLICY: u32 = 131_072;
     /// Rule ids: rule counters are an array indexed by id, ids run from 1 to this minus one.
     pub const RULES: u32 = 65_536;
-    /// Bytes of the drop event ring buffer (a power of two, a multiple of the page size).
-    pub const DROP_EVENTS_BYTES: u32 = 256 * 1024;
+    /// Identity pairs with drop counters; the least recently dropped pair makes room.
+    pub const DROP_PAIRS: u32 = 16_384;
+    /// Bytes of the flow record ring buffer (a power of two, a multiple of the page size):
+    /// 3,276 records of 80 bytes with their 8-byte headers.
+    pub const FLOW_EVENTS_BYTES: u32 = 256 * 1024;
+    /// Bytes of the trace observation ring buffer.
+    pub const TRACE_EVENTS_BYTES: u32 = 64 * 1024;
 }
 
 /// Bits of an ipcache or policy key taken by its generation byte; every prefix length
@@ -177,12 +189,30 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// Packets, bytes and opened flows of one rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// Packets the rule allowed, its flows' later packets included.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// Flows the rule opened.
+    pub flows: u64,
+}
+
+/// Key of `DROP_PAIRS`: source identity in the high half, destination in the low.
+#[inline(always)]
+pub const fn drop_pair(source: u32, destination: u32) -> u64 {
+    (source as u64) << 32 | destination as u64
+}
+
 /// Indices of `DATAPATH_STATS`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
-    /// Drop events that did not fit in the ring buffer.
-    DropEventsLost = 0,
+    /// Flow records that did not fit in the ring buffer.
+    FlowEventsLost = 0,
     /// Flows the datapath added to the conntrack map (the key was absent).
     ConntrackCreated = 1,
     /// Flows the datapath removed (revoked rules).
@@ -191,6 +221,10 @@ pub enum Stat {
     ConntrackFlushed = 3,
     /// Conntrack inserts the kernel refused.
     ConntrackInsertFailed = 4,
+    /// Flow records not sent because the CPU was over its record rate.
+    FlowEventsRateLimited = 5,
+    /// Trace observations that did not fit in the ring buffer.
+    TraceEventsLost = 6,
 }
 
 impl Stat {
@@ -231,7 +265,9 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Decision {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for crate::DropEvent {}
+    unsafe impl aya::Pod for super::RuleCounter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::FlowEvent {}
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! A TCP SYN without ACK always goes to the policy, even when a flow exists, so a SYN cannot
 //! ride on an old entry, and a SYN in the reply direction is never a reply. A SYN-ACK, ACK or
 //! RST with no flow is judged by the policy like any packet.
+//!
+//! With `tracing` set (a synthetic trace packet, see `firewall_common::trace`) every function
+//! here reads and never writes: the packet gets the verdict a live one would, and the table
+//! stays as it was.
 
 use core::ptr::read_volatile;
 
@@ -66,7 +70,7 @@ fn lifetime_ns(config: &Config, state: u8) -> u64 {
 
 /// The verdict on a non-fragment or first-fragment IP packet.
 #[inline(always)]
-pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outcome {
+pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config, tracing: bool) -> Outcome {
     if parse::is_icmp_error(flow) {
         return related(pkt, flow, now, config);
     }
@@ -78,15 +82,15 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outc
     let stored = CONNTRACK.get_ptr_mut(&key);
     if !syn_only {
         if let Some(entry) = stored.filter(|e| is_live(*e, now, config)) {
-            return follow(entry, &key, flow, false, now, config);
+            return follow(entry, &key, flow, false, now, config, tracing);
         }
         let reverse = key.reversed();
         if let Some(entry) = live(&reverse, now, config) {
-            return follow(entry, &reverse, flow, true, now, config);
+            return follow(entry, &reverse, flow, true, now, config, tracing);
         }
     }
     let outcome = policy::decide(config.generation, flow);
-    if outcome.reason == Reason::Policy && opens(flow) {
+    if !tracing && outcome.reason == Reason::Policy && opens(flow) {
         open(&key, stored, flow, &outcome, now, config);
     }
     outcome
@@ -147,6 +151,7 @@ fn follow(
     reply: bool,
     now: u64,
     config: &Config,
+    tracing: bool,
 ) -> Outcome {
     // SAFETY: see `live`. Concurrent packets of one flow on two CPUs may both write the
     // entry; every write leaves it valid, and the worst a lost update does is delay a
@@ -166,6 +171,9 @@ fn follow(
             stored.protocol,
             e.policy_port,
         ) {
+            Some(rule_id) if tracing => {
+                return tracked(reply, rule_id, source, destination);
+            }
             Some(rule_id) => {
                 e.rule_id = rule_id;
                 e.source_identity = source;
@@ -173,7 +181,7 @@ fn follow(
                 e.revision = revision;
             }
             None => {
-                if CONNTRACK.remove(stored).is_ok() {
+                if !tracing && CONNTRACK.remove(stored).is_ok() {
                     bump(Stat::ConntrackDeleted);
                 }
                 let (source_identity, destination_identity) = if reply {
@@ -189,6 +197,9 @@ fn follow(
                 };
             }
         }
+    }
+    if tracing {
+        return tracked(reply, e.rule_id, e.source_identity, e.destination_identity);
     }
     let state = e.state;
     let mut next = state;
@@ -206,18 +217,21 @@ fn follow(
         e.state = next;
         e.last_seen_ns = now;
     }
-    let (source_identity, destination_identity) = if reply {
-        (e.destination_identity, e.source_identity)
+    tracked(reply, e.rule_id, e.source_identity, e.destination_identity)
+}
+
+/// The outcome of a packet of a tracked flow whose rule stands; identities are the flow's
+/// original source and destination, and come out in the packet's direction.
+#[inline(always)]
+fn tracked(reply: bool, rule_id: u32, source: u32, destination: u32) -> Outcome {
+    let (reason, source_identity, destination_identity) = if reply {
+        (Reason::Reply, destination, source)
     } else {
-        (e.source_identity, e.destination_identity)
+        (Reason::Established, source, destination)
     };
     Outcome {
-        reason: if reply {
-            Reason::Reply
-        } else {
-            Reason::Established
-        },
-        rule_id: e.rule_id,
+        reason,
+        rule_id,
         source_identity,
         destination_identity,
     }

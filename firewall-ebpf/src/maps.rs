@@ -3,13 +3,18 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, lpm_trie::Key,
+    },
 };
 use firewall_common::{
-    Counter, Decision, Identity, PolicyKey, PolicyValue, Reason,
+    Counter, Decision, Identity, PolicyKey, PolicyValue, Reason, RuleCounter,
     conntrack::{self, Config, CtEntry, CtKey, FragEntry, FragKey},
     maps::{IpcacheKeyV4, IpcacheKeyV6, Stat, capacity},
+    trace::TraceControl,
 };
+
+use crate::parse::Flow;
 
 /// (generation, IPv4 app instance address) to identity.
 #[map(name = "IPCACHE_HOSTS_V4")]
@@ -33,6 +38,14 @@ pub struct LookupKeys {
     pub ipcache_v6: Key<IpcacheKeyV6>,
     pub policy: Key<PolicyKey>,
 }
+
+/// What the packet being classified on this CPU is, filled by `parse::parse`.
+///
+/// Kept here rather than on the stack for the same reason as [`LookupKeys`] (with the trace
+/// paths the programs passed 512 bytes again), and safe for the same reason: programs on one
+/// CPU do not preempt each other, so the slot is one packet's from parse to verdict.
+#[map(name = "FLOW")]
+pub static FLOW: PerCpuArray<Flow> = PerCpuArray::with_max_entries(1, 0);
 
 /// One [`LookupKeys`] per CPU.
 #[map(name = "LOOKUP_KEYS")]
@@ -61,13 +74,32 @@ pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(c
 #[map(name = "REASON_COUNTERS")]
 pub static REASON_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
 
-/// Packets and bytes per rule id.
+/// Packets, bytes and opened flows per rule id.
 #[map(name = "RULE_COUNTERS")]
-pub static RULE_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::RULES, 0);
+pub static RULE_COUNTERS: PerCpuArray<RuleCounter> =
+    PerCpuArray::with_max_entries(capacity::RULES, 0);
 
-/// One record per dropped packet.
-#[map(name = "DROP_EVENTS")]
-pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::DROP_EVENTS_BYTES, 0);
+/// Drops per (source identity, destination identity), see `maps::drop_pair`.
+#[map(name = "DROP_PAIRS")]
+pub static DROP_PAIRS: LruPerCpuHashMap<u64, Counter> =
+    LruPerCpuHashMap::with_max_entries(capacity::DROP_PAIRS, 0);
+
+/// A record per drop and per opened flow, within the rate.
+#[map(name = "FLOW_EVENTS")]
+pub static FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::FLOW_EVENTS_BYTES, 0);
+
+/// The flow record rate limiter: per CPU, the time at which the CPU's record budget is
+/// spent (the "theoretical arrival time" of the generic cell rate algorithm).
+#[map(name = "EVENT_BUDGET")]
+pub static EVENT_BUDGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The running traces, see `firewall_common::trace`.
+#[map(name = "TRACE")]
+pub static TRACE: Array<TraceControl> = Array::with_max_entries(1, 0);
+
+/// An observation per traced packet and hook.
+#[map(name = "TRACE_EVENTS")]
+pub static TRACE_EVENTS: RingBuf = RingBuf::with_byte_size(capacity::TRACE_EVENTS_BYTES, 0);
 
 /// The datapath's own statistics, indexed by [`Stat`].
 #[map(name = "DATAPATH_STATS")]

@@ -7,6 +7,8 @@
 
 use core::{ffi::c_void, mem::MaybeUninit};
 
+use firewall_common::trace::{CB_TOKEN_HIGH, CB_TOKEN_LOW, CB_TRACE_ID};
+
 use aya_ebpf::{
     helpers::generated::bpf_xdp_load_bytes,
     programs::{TcContext, XdpContext},
@@ -20,6 +22,10 @@ pub trait Packet {
     fn ifindex(&self) -> u32;
     /// Copies `size_of::<T>()` bytes at `offset`. Fails when they are not all in the packet.
     fn load<T: Copy>(&self, offset: u32) -> Result<T, ()>;
+    /// The synthetic trace token the packet carries; 0 where packets cannot carry one.
+    fn trace_token(&self) -> u64;
+    /// The trace id a synthetic trace packet carries.
+    fn trace_id(&self) -> u32;
 }
 
 impl Packet for TcContext {
@@ -37,6 +43,26 @@ impl Packet for TcContext {
     #[inline(always)]
     fn load<T: Copy>(&self, offset: u32) -> Result<T, ()> {
         TcContext::load(self, offset as usize).map_err(|_| ())
+    }
+
+    /// `BPF_PROG_TEST_RUN` copies the caller's `__sk_buff.cb` into the packet, so userspace
+    /// can mark a synthetic packet there; live packets carry whatever earlier TC programs
+    /// left, which matches a random 64-bit token only by a 2^-64 chance.
+    #[inline(always)]
+    fn trace_token(&self) -> u64 {
+        // SAFETY: `skb` is the context pointer the kernel passed to the program; reading
+        // `cb` is allowed to TC programs.
+        let (low, high) = unsafe {
+            let cb = &(*self.skb.skb).cb;
+            (cb[CB_TOKEN_LOW], cb[CB_TOKEN_HIGH])
+        };
+        (high as u64) << 32 | low as u64
+    }
+
+    #[inline(always)]
+    fn trace_id(&self) -> u32 {
+        // SAFETY: as in `trace_token`.
+        unsafe { (*self.skb.skb).cb[CB_TRACE_ID] }
     }
 }
 
@@ -71,5 +97,16 @@ impl Packet for XdpContext {
         } else {
             Err(())
         }
+    }
+
+    /// XDP programs are never run for synthetic traces: the daemon enforces with TC.
+    #[inline(always)]
+    fn trace_token(&self) -> u64 {
+        0
+    }
+
+    #[inline(always)]
+    fn trace_id(&self) -> u32 {
+        0
     }
 }

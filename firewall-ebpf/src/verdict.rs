@@ -1,5 +1,6 @@
 //! The decision for one packet: parse; pass infrastructure; follow tracked flows and
-//! fragments; otherwise look up both identities and the policy; then count and report.
+//! fragments; otherwise look up both identities and the policy; then count, report drops
+//! and opened flows (within a rate), and report to a trace that marked the packet.
 //!
 //! A new flow costs one longest-prefix match per address and one for the policy, whatever
 //! the number of rules (see `PolicyKey` for why one match covers port ranges); each match is
@@ -7,15 +8,25 @@
 //! `firewall_common::maps`). A tracked flow costs one or two conntrack lookups instead.
 //! Nothing here loops over rules.
 
-use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    maps::RingBuf,
+};
 use firewall_common::{
-    Counter, Decision, DropEvent, Hook, Identity, Reason, Verdict, conntrack::Config,
-    identity::reserved, maps::Stat,
+    Counter, Decision, FlowEvent, Hook, Identity, Reason, Verdict,
+    conntrack::Config,
+    identity::reserved,
+    maps::{Stat, drop_pair},
+    trace::TraceControl,
 };
 
 use crate::{
     conntrack,
-    maps::{CONFIG, DECISION, DROP_EVENTS, REASON_COUNTERS, RULE_COUNTERS},
+    maps::{
+        CONFIG, DECISION, DROP_PAIRS, EVENT_BUDGET, FLOW, FLOW_EVENTS, REASON_COUNTERS,
+        RULE_COUNTERS, TRACE, TRACE_EVENTS,
+    },
     packet::Packet,
     parse::{self, FRAGMENT_FIRST, FRAGMENT_LATER, Flow, Frame, IPPROTO_ICMPV6},
 };
@@ -58,34 +69,81 @@ impl Outcome {
     }
 }
 
-/// Classifies one packet, updates counters and reports drops. Returns the verdict to enforce.
+/// Classifies one packet, updates counters, reports drops and opened flows, and reports to
+/// a trace that marked the packet. Returns the verdict to enforce.
 #[inline(always)]
 pub fn classify<P: Packet>(pkt: &P, hook: Hook) -> Verdict {
-    let mut flow = Flow::unknown();
-    let outcome = match parse::parse(pkt, &mut flow) {
+    // The one lookup every packet pays for traces.
+    let trace = TRACE.get_ptr_mut(0);
+    // SAFETY: an array slot exists for the program's lifetime; a torn read of a token
+    // userspace is rewriting can only fail to match.
+    let tracing = trace.is_some_and(|control| {
+        let token = unsafe { (*control).synthetic_token };
+        token != 0 && pkt.trace_token() == token
+    });
+    // One call site: two would inline the classifier twice, past the 512-byte stack.
+    classify_as(pkt, hook, trace, tracing)
+}
+
+/// Classifies a live packet (`tracing` false) or a synthetic trace packet (true), which
+/// changes nothing and is reported only to its trace. `trace` is the trace control slot.
+#[inline(always)]
+fn classify_as<P: Packet>(
+    pkt: &P,
+    hook: Hook,
+    trace: Option<*mut TraceControl>,
+    tracing: bool,
+) -> Verdict {
+    let Some(slot) = FLOW.get_ptr_mut(0) else {
+        // Unreachable: a per-CPU array's slot always exists. Fail closed all the same.
+        return Verdict::Drop;
+    };
+    // SAFETY: see `maps::FLOW`: the slot is this CPU's alone until the program returns.
+    let flow = unsafe { &mut *slot };
+    *flow = Flow::unknown();
+    let outcome = match parse::parse(pkt, flow) {
         Ok(Frame::Arp) => Outcome::unattributed(Reason::InfraArp),
-        Ok(Frame::Ip) => decide_ip(pkt, &flow),
+        Ok(Frame::Ip) => decide_ip(pkt, flow, tracing),
         Err(reason) => Outcome::unattributed(reason),
     };
+    let verdict = outcome.reason.verdict();
+    if tracing {
+        observe(pkt, hook, &outcome, flow, pkt.trace_id());
+        return verdict;
+    }
     let len = pkt.len();
     count(&REASON_COUNTERS, outcome.reason as u32, len);
+    let opened = outcome.reason == Reason::Policy;
     if outcome.rule_id != 0 {
-        count(&RULE_COUNTERS, outcome.rule_id, len);
+        count_rule(outcome.rule_id, len, opened);
     }
-    let verdict = outcome.reason.verdict();
     if verdict == Verdict::Drop {
-        report_drop(pkt, hook, &outcome, &flow);
+        count_drop_pair(&outcome, len);
+    }
+    if (verdict == Verdict::Drop || opened) && within_rate() {
+        emit(
+            &FLOW_EVENTS,
+            pkt,
+            hook,
+            &outcome,
+            flow,
+            0,
+            Stat::FlowEventsLost,
+        );
+    }
+    if let Some(control) = trace {
+        follow_live_trace(control, pkt, hook, &outcome, flow);
     }
     // SAFETY: reading a plain `u8` static; volatile so the compiler keeps the load that the
     // loader's value replaces.
     if unsafe { core::ptr::read_volatile(&REPLAY) } != 0 {
-        record_decision(&outcome, &flow);
+        record_decision(&outcome, flow);
     }
     verdict
 }
 
 #[inline(always)]
-fn decide_ip<P: Packet>(pkt: &P, flow: &Flow) -> Outcome {
+fn decide_ip<P: Packet>(pkt: &P, flow: &Flow, tracing: bool) -> Outcome {
     if let Some(reason) = neighbour_discovery(flow) {
         return Outcome::unattributed(reason);
     }
@@ -101,8 +159,8 @@ fn decide_ip<P: Packet>(pkt: &P, flow: &Flow) -> Outcome {
     if flow.fragment == FRAGMENT_LATER {
         return conntrack::later_fragment(flow, now, config);
     }
-    let outcome = conntrack::track(pkt, flow, now, config);
-    if flow.fragment == FRAGMENT_FIRST {
+    let outcome = conntrack::track(pkt, flow, now, config, tracing);
+    if !tracing && flow.fragment == FRAGMENT_FIRST {
         conntrack::record_first_fragment(flow, &outcome, now);
     }
     outcome
@@ -133,27 +191,162 @@ fn count(map: &aya_ebpf::maps::PerCpuArray<Counter>, index: u32, len: u32) {
 }
 
 #[inline(always)]
-fn report_drop<P: Packet>(pkt: &P, hook: Hook, outcome: &Outcome, flow: &Flow) {
-    let Some(mut entry) = DROP_EVENTS.reserve::<DropEvent>(0) else {
-        conntrack::bump(Stat::DropEventsLost);
+fn count_rule(rule_id: u32, len: u32, opened: bool) {
+    if let Some(counter) = RULE_COUNTERS.get_ptr_mut(rule_id) {
+        // SAFETY: as in `count`.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len as u64;
+            (*counter).flows += opened as u64;
+        }
+    }
+}
+
+/// Counts a drop against its identity pair, when the packet got as far as a lookup.
+#[inline(always)]
+fn count_drop_pair(outcome: &Outcome, len: u32) {
+    if outcome.source_identity == reserved::UNSET && outcome.destination_identity == reserved::UNSET
+    {
+        return;
+    }
+    let key = drop_pair(outcome.source_identity, outcome.destination_identity);
+    match DROP_PAIRS.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU value is only touched by programs on this CPU.
+        Some(counter) => unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len as u64;
+        },
+        None => {
+            let first = Counter {
+                packets: 1,
+                bytes: len as u64,
+            };
+            // A full map makes room by dropping its least recently dropped pair.
+            let _ = DROP_PAIRS.insert(&key, &first, BPF_NOEXIST as u64);
+        }
+    }
+}
+
+/// Whether this CPU may send a flow record now: the generic cell rate algorithm, with one
+/// record per `Config::event_interval_ns` and `Config::event_burst` records of slack.
+#[inline(always)]
+fn within_rate() -> bool {
+    let config = CONFIG.get(0).unwrap_or(&DEFAULT_CONFIG);
+    let interval = config.event_interval_ns as u64;
+    if interval == 0 {
+        return true;
+    }
+    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: a per-CPU slot is only touched by programs on this CPU.
+    let spent_until = unsafe { *budget }.max(now);
+    if spent_until - now > interval * config.event_burst as u64 {
+        conntrack::bump(Stat::FlowEventsRateLimited);
+        return false;
+    }
+    // SAFETY: as above.
+    unsafe { *budget = spent_until + interval };
+    true
+}
+
+/// Reports a packet to the live trace when it matches the trace's filter and the trace has
+/// observations left.
+#[inline(always)]
+fn follow_live_trace<P: Packet>(
+    control: *mut TraceControl,
+    pkt: &P,
+    hook: Hook,
+    outcome: &Outcome,
+    flow: &Flow,
+) {
+    // SAFETY: see `classify`; userspace rewrites the slot whole, and a packet that reads a
+    // half-written filter is at worst reported to the trace being set up or torn down.
+    let trace_id = unsafe { (*control).live_id };
+    if trace_id == 0 {
+        return;
+    }
+    // SAFETY: as above.
+    let matches = unsafe {
+        (*control).matches(
+            outcome.source_identity,
+            outcome.destination_identity,
+            flow.protocol,
+            flow.destination_port,
+        )
+    };
+    if !matches {
+        return;
+    }
+    // The count-down is a plain read and write: the target has no atomic subtraction that
+    // builds here, and two CPUs racing can only let a trace emit one observation more each.
+    // SAFETY: the field is a naturally aligned `i64` in a map value that lives as long as
+    // the program; volatile accesses keep the compiler from caching it.
+    unsafe {
+        let remaining = core::ptr::addr_of_mut!((*control).live_remaining);
+        let left = core::ptr::read_volatile(remaining);
+        if left <= 0 {
+            return;
+        }
+        core::ptr::write_volatile(remaining, left - 1);
+    }
+    observe(pkt, hook, outcome, flow, trace_id);
+}
+
+/// Sends a trace observation.
+#[inline(always)]
+fn observe<P: Packet>(pkt: &P, hook: Hook, outcome: &Outcome, flow: &Flow, trace_id: u32) {
+    emit(
+        &TRACE_EVENTS,
+        pkt,
+        hook,
+        outcome,
+        flow,
+        trace_id,
+        Stat::TraceEventsLost,
+    );
+}
+
+/// Writes one [`FlowEvent`] into `ring`, or counts it as `lost` when the ring is full. Each
+/// field is written in place: a whole record built first would take 80 bytes of stack.
+#[inline(always)]
+fn emit<P: Packet>(
+    ring: &RingBuf,
+    pkt: &P,
+    hook: Hook,
+    outcome: &Outcome,
+    flow: &Flow,
+    trace_id: u32,
+    lost: Stat,
+) {
+    let Some(mut entry) = ring.reserve::<FlowEvent>(0) else {
+        conntrack::bump(lost);
         return;
     };
-    entry.write(DropEvent {
-        // SAFETY: the helper has no preconditions.
-        timestamp_ns: unsafe { bpf_ktime_get_ns() },
-        ifindex: pkt.ifindex(),
-        length: pkt.len(),
-        source_identity: outcome.source_identity,
-        destination_identity: outcome.destination_identity,
-        reason: outcome.reason as u8,
-        hook: hook as u8,
-        family: flow.family,
-        protocol: flow.protocol,
-        source_port: flow.source_port,
-        destination_port: flow.destination_port,
-        source_address: flow.source,
-        destination_address: flow.destination,
-    });
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at the reserved record, which is ours until submitted; every
+    // field, padding included, is written before the submit.
+    unsafe {
+        (*event).timestamp_ns = bpf_ktime_get_ns();
+        (*event).ifindex = pkt.ifindex();
+        (*event).length = pkt.len();
+        (*event).source_identity = outcome.source_identity;
+        (*event).destination_identity = outcome.destination_identity;
+        (*event).rule_id = outcome.rule_id;
+        (*event).trace_id = trace_id;
+        (*event).reason = outcome.reason as u8;
+        (*event).hook = hook as u8;
+        (*event).family = flow.family;
+        (*event).protocol = flow.protocol;
+        (*event).source_port = flow.source_port;
+        (*event).destination_port = flow.destination_port;
+        (*event).tcp_flags = flow.tcp_flags;
+        (*event)._pad = [0; 7];
+        (*event).source_address = flow.source;
+        (*event).destination_address = flow.destination;
+    }
     entry.submit(0);
 }
 

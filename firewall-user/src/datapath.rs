@@ -9,7 +9,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{ProgramError, SchedClassifier, Xdp},
 };
 use firewall_common::{
@@ -25,6 +25,9 @@ pub mod pinning;
 mod placement;
 mod readback;
 mod swap;
+mod telemetry;
+
+pub use telemetry::{DropPair, TRACE_CTX_LEN};
 
 /// The compiled programs, built by `build.rs` from the `firewall-ebpf` crate.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"));
@@ -333,33 +336,13 @@ impl Datapath {
         Ok(out)
     }
 
-    /// Packets and bytes of one rule, summed over CPUs.
-    pub fn rule_counter(&self, rule_id: u32) -> Result<Counter, DatapathError> {
-        let array: PerCpuArray<&MapData, Counter> = self.map(maps::RULE_COUNTERS)?;
-        sum(&array, rule_id, maps::RULE_COUNTERS)
-    }
-
-    /// Drop events that did not fit in the ring buffer, summed over CPUs.
-    pub fn drop_events_lost(&self) -> Result<u64, DatapathError> {
-        self.stat(Stat::DropEventsLost)
-    }
-
     /// The last decision of a program loaded with [`LoadOptions::replay`].
     pub fn decision(&self) -> Result<Decision, DatapathError> {
         let array: Array<&MapData, Decision> = self.map(maps::DECISION)?;
         array.get(&0, 0).map_err(map_error(maps::DECISION))
     }
 
-    /// Takes the drop event ring buffer out of the object (once).
-    pub fn take_drop_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, DatapathError> {
-        let map = self
-            .ebpf
-            .take_map(maps::DROP_EVENTS)
-            .ok_or(DatapathError::MissingMap(maps::DROP_EVENTS))?;
-        RingBuf::try_from(map).map_err(map_error(maps::DROP_EVENTS))
-    }
-
-    fn map<'a, M>(&'a self, name: &'static str) -> Result<M, DatapathError>
+    pub(crate) fn map<'a, M>(&'a self, name: &'static str) -> Result<M, DatapathError>
     where
         M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
@@ -367,7 +350,7 @@ impl Datapath {
         M::try_from(map).map_err(map_error(name))
     }
 
-    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, DatapathError>
+    pub(crate) fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, DatapathError>
     where
         M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
@@ -393,7 +376,7 @@ where
     })
 }
 
-fn sum(
+pub(crate) fn sum(
     array: &PerCpuArray<&MapData, Counter>,
     index: u32,
     name: &'static str,
@@ -405,6 +388,6 @@ fn sum(
     }))
 }
 
-fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+pub(crate) fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
 }

@@ -1,30 +1,37 @@
-//! Turning drop events from the datapath into lines for people.
+//! Turning flow records from the datapath into lines for people.
 
 use std::{
     ffi::CStr,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use firewall_common::{DropEvent, Hook, Reason};
+use firewall_common::{FlowEvent, Hook, Reason, Verdict};
 
 use crate::policy::Policy;
 
-/// Reads a [`DropEvent`] from ring buffer bytes; `None` when the record is too short.
-pub fn parse(bytes: &[u8]) -> Option<DropEvent> {
-    if bytes.len() < size_of::<DropEvent>() {
+/// Reads a [`FlowEvent`] from ring buffer bytes; `None` when the record is too short.
+pub fn parse(bytes: &[u8]) -> Option<FlowEvent> {
+    if bytes.len() < size_of::<FlowEvent>() {
         return None;
     }
-    // SAFETY: the length was checked; `DropEvent` is plain old data for which every bit
+    // SAFETY: the length was checked; `FlowEvent` is plain old data for which every bit
     // pattern is valid, and `read_unaligned` needs no alignment.
-    Some(unsafe { bytes.as_ptr().cast::<DropEvent>().read_unaligned() })
+    Some(unsafe { bytes.as_ptr().cast::<FlowEvent>().read_unaligned() })
 }
 
-/// One line describing a drop: hook, interface, reason, addresses, protocol and identities.
-pub fn describe(event: &DropEvent, policy: &Policy) -> String {
+/// Whether a record reports a drop (rather than an opened flow).
+pub fn is_drop(event: &FlowEvent) -> bool {
+    Reason::from_code(event.reason).is_none_or(|r| r.verdict() == Verdict::Drop)
+}
+
+/// One line describing a record: verdict, reason, hook, interface, addresses, protocol,
+/// identities, and the allowing rule.
+pub fn describe(event: &FlowEvent, policy: &Policy) -> String {
     let reason = Reason::from_code(event.reason).map_or("unknown", Reason::name);
     let hook = Hook::from_code(event.hook).map_or("unknown", Hook::name);
     let interface = interface_name(event.ifindex);
-    let mut line = format!("drop {reason} {hook} {interface}");
+    let verdict = if is_drop(event) { "drop" } else { "allow" };
+    let mut line = format!("{verdict} {reason} {hook} {interface}");
     if let (Some(src), Some(dst)) = (
         address(event.family, &event.source_address),
         address(event.family, &event.destination_address),
@@ -57,6 +64,9 @@ pub fn describe(event: &DropEvent, policy: &Policy) -> String {
             name(event.destination_identity)
         );
     }
+    if event.rule_id != 0 {
+        line += &format!(" rule #{}", event.rule_id);
+    }
     line
 }
 
@@ -67,7 +77,8 @@ fn join(address: IpAddr, port: u16) -> String {
     }
 }
 
-fn address(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+/// The address in a record's bytes, by family.
+pub fn address(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
     match family {
         4 => Some(IpAddr::V4(Ipv4Addr::new(
             bytes[0], bytes[1], bytes[2], bytes[3],
@@ -89,7 +100,8 @@ pub fn protocol_name(protocol: u8) -> String {
     }
 }
 
-fn interface_name(ifindex: u32) -> String {
+/// The name of an interface, or `if<index>` when it is gone.
+pub fn interface_name(ifindex: u32) -> String {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write.
     let ptr = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };

@@ -70,12 +70,12 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<()> {
         options.interfaces.join(", ")
     );
     let mut enforced = Enforced { policy, compiled };
-    let ring = datapath.take_drop_events()?;
+    let ring = datapath.take_flow_events()?;
     // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd, so the
     // descriptor stays open for as long as it is registered.
     let mut ring = unsafe { AsyncFd::register_with_interest(RingBufFd(ring), Interest::READABLE) }
         .map_err(std::io::Error::from)
-        .context("polling the drop event ring buffer")?;
+        .context("polling the flow record ring buffer")?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -165,9 +165,13 @@ pub fn print_counters(datapath: &Datapath, policy: &Policy) -> anyhow::Result<()
             c.bytes
         );
     }
-    let lost = datapath.drop_events_lost()?;
+    let lost = datapath.flow_events_lost()?;
     if lost != 0 {
-        println!("drop events lost (ring buffer full): {lost}");
+        println!("flow records lost (ring buffer full): {lost}");
+    }
+    let limited = datapath.stat(Stat::FlowEventsRateLimited)?;
+    if limited != 0 {
+        println!("flow records not sent (over the per-CPU rate): {limited}");
     }
     let flows = ConntrackFigures::read(datapath)?;
     println!("conntrack:");

@@ -20,14 +20,14 @@ use crate::datapath::Datapath;
 /// ([`crate::datapath::pinning::LAYOUT_VERSION`], bumped by any change to [`CtKey`],
 /// [`CtEntry`], [`Config`] or the `DATAPATH_STATS` indices, so a newer `firewall conntrack`
 /// never misreads the maps of an older datapath).
-pub const PIN_DIR: &str = "/sys/fs/bpf/firewall/v2";
+pub const PIN_DIR: &str = "/sys/fs/bpf/firewall/v3";
 /// Pin of the conntrack map.
-pub const CONNTRACK_PIN: &str = "/sys/fs/bpf/firewall/v2/CONNTRACK";
+pub const CONNTRACK_PIN: &str = "/sys/fs/bpf/firewall/v3/CONNTRACK";
 /// Pin of the one-slot config array.
-pub const CONFIG_PIN: &str = "/sys/fs/bpf/firewall/v2/CONFIG";
+pub const CONFIG_PIN: &str = "/sys/fs/bpf/firewall/v3/CONFIG";
 /// Pin of `DATAPATH_STATS`, so a flush from another process is counted in
 /// [`Stat::ConntrackFlushed`](firewall_common::maps::Stat::ConntrackFlushed).
-pub const STATS_PIN: &str = "/sys/fs/bpf/firewall/v2/DATAPATH_STATS";
+pub const STATS_PIN: &str = "/sys/fs/bpf/firewall/v3/DATAPATH_STATS";
 
 /// The maps to pin, by the name the programs declare them with, and where.
 const PINS: [(&str, &str); 3] = [

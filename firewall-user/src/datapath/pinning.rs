@@ -11,7 +11,7 @@ use std::path::Path;
 
 use aya::maps::{MapInfo, MapType};
 use firewall_common::{
-    Counter, Identity, PolicyKey, PolicyValue, Reason,
+    Counter, Identity, PolicyKey, PolicyValue, Reason, RuleCounter,
     conntrack::{self, Config, CtEntry, CtKey, FragEntry, FragKey},
     maps::{self, IpcacheKeyV4, IpcacheKeyV6, Stat},
 };
@@ -20,10 +20,12 @@ use super::{DatapathError, LoadOptions};
 
 /// Version of the pinned layout; part of the pin directory's name (and of the paths in
 /// `crate::conntrack::pin`, which must move with it).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
-/// Maps pinned by the daemon, by name. `DECISION` (replay only) is not among them.
-pub const PINNED: [&str; 13] = [
+/// Maps pinned by the daemon, by name. Not among them: `DECISION` (replay only), and the
+/// trace maps and the record rate limiter, which belong to one daemon's run: a trace left
+/// running by a killed daemon ends with it.
+pub const PINNED: [&str; 14] = [
     maps::IPCACHE_HOSTS_V4,
     maps::IPCACHE_HOSTS_V6,
     maps::IPCACHE_V4,
@@ -32,7 +34,8 @@ pub const PINNED: [&str; 13] = [
     maps::POLICY,
     maps::REASON_COUNTERS,
     maps::RULE_COUNTERS,
-    maps::DROP_EVENTS,
+    maps::DROP_PAIRS,
+    maps::FLOW_EVENTS,
     maps::DATAPATH_STATS,
     conntrack::CONNTRACK,
     conntrack::FRAGMENTS,
@@ -113,10 +116,16 @@ fn expected(name: &str, options: &LoadOptions) -> Option<Layout> {
         maps::RULE_COUNTERS => (
             MapType::PerCpuArray,
             4,
-            size(size_of::<Counter>()),
+            size(size_of::<RuleCounter>()),
             caps.rules,
         ),
-        maps::DROP_EVENTS => (MapType::RingBuf, 0, 0, maps::capacity::DROP_EVENTS_BYTES),
+        maps::DROP_PAIRS => (
+            MapType::LruPerCpuHash,
+            8,
+            size(size_of::<Counter>()),
+            maps::capacity::DROP_PAIRS,
+        ),
+        maps::FLOW_EVENTS => (MapType::RingBuf, 0, 0, maps::capacity::FLOW_EVENTS_BYTES),
         maps::DATAPATH_STATS => (MapType::PerCpuArray, 4, 8, Stat::COUNT),
         conntrack::CONNTRACK => (
             MapType::LruHash,
