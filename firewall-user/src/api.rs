@@ -29,12 +29,13 @@ use hyper_util::{
 use thiserror::Error;
 use tokio::{sync::Mutex, task::JoinSet};
 
-use crate::daemon::controller::Controller;
+use crate::daemon::{controller::Controller, tracer::Tracer};
 
 mod listener;
 mod policies;
 mod reply;
 mod resources;
+mod traceflow;
 pub mod wire;
 
 /// Default path of the API socket.
@@ -89,10 +90,37 @@ pub enum ApiError {
     },
 }
 
-/// What every handler shares: the controller, behind a lock that serialises changes.
+/// What every handler shares: the controller, behind a lock that serialises changes, and
+/// the daemon's services beside it.
 #[derive(Clone)]
-pub(crate) struct ApiState {
+pub struct ApiState {
     pub(crate) controller: Arc<Mutex<Controller>>,
+    pub(crate) tracer: Option<Arc<Tracer>>,
+}
+
+impl From<Arc<Mutex<Controller>>> for ApiState {
+    fn from(controller: Arc<Mutex<Controller>>) -> ApiState {
+        ApiState::new(controller)
+    }
+}
+
+impl ApiState {
+    /// State for a controller alone: no traces.
+    pub fn new(controller: Arc<Mutex<Controller>>) -> ApiState {
+        ApiState {
+            controller,
+            tracer: None,
+        }
+    }
+
+    /// Adds the daemon's tracer, which the traceflow endpoints need.
+    #[must_use]
+    pub fn with_tracer(self, tracer: Arc<Tracer>) -> ApiState {
+        ApiState {
+            tracer: Some(tracer),
+            ..self
+        }
+    }
 }
 
 /// The API's routes, ready to serve on any connection.
@@ -100,7 +128,7 @@ pub(crate) struct ApiState {
 /// Reads take the controller's lock briefly on the runtime; changes take it and run
 /// `Controller::apply` on tokio's blocking pool (see `reply::apply`), so any runtime flavour
 /// works.
-pub fn router(controller: Arc<Mutex<Controller>>) -> Router {
+pub fn router(state: impl Into<ApiState>) -> Router {
     let cf = "/networking/v1/external/policies";
     Router::new()
         .route(cf, get(policies::list).post(policies::create))
@@ -120,9 +148,11 @@ pub fn router(controller: Arc<Mutex<Controller>>) -> Router {
             put(resources::put_network).delete(resources::delete_network),
         )
         .route("/v1/status", get(resources::status))
+        .route("/v1/traceflow", post(traceflow::synthetic))
+        .route("/v1/traceflow/live", post(traceflow::live))
         .fallback(reply::no_route)
         .method_not_allowed_fallback(reply::wrong_method)
-        .with_state(ApiState { controller })
+        .with_state(state.into())
 }
 
 /// Serves the API on the Unix socket `socket` until `shutdown` completes.
@@ -139,12 +169,12 @@ pub fn router(controller: Arc<Mutex<Controller>>) -> Router {
 /// [`ApiError`] if the socket cannot be set up; serving itself only logs.
 pub async fn serve(
     socket: &Path,
-    controller: Arc<Mutex<Controller>>,
+    state: impl Into<ApiState>,
     shutdown: impl Future,
 ) -> Result<(), ApiError> {
     let listener = listener::bind(socket)?;
     log::debug!("api: listening on {}", socket.display());
-    let app = router(controller);
+    let app = router(state);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);

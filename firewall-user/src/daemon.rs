@@ -10,6 +10,7 @@ pub mod controller;
 pub mod enforcer;
 pub mod import;
 pub mod interfaces;
+pub mod tracer;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -19,8 +20,8 @@ use tokio::{
     sync::{Mutex, mpsc},
 };
 
-use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns};
-use crate::{datapath::LoadOptions, model::Limits};
+use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns, tracer::Tracer};
+use crate::{api::ApiState, datapath::LoadOptions, model::Limits};
 
 /// Where pins live; the layout version is a directory below.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/firewall";
@@ -58,8 +59,11 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
 async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     let patterns = Patterns::new(&options.interfaces).map_err(anyhow::Error::msg)?;
-    let enforcer =
+    let mut enforcer =
         Enforcer::open(&options.pin_root, &options.load).context("loading the datapath")?;
+    let (tracer, trace_ring) =
+        Tracer::start(enforcer.datapath()).context("setting up traces")?;
+    let trace_drain = tokio::spawn(tracer::drain(tracer.clone(), trace_ring));
     let (mut controller, reconciled) =
         Controller::open(&options.state_dir, options.limits, Some(enforcer))
             .context("opening the store")?;
@@ -99,8 +103,10 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
         }
     };
     log::info!("serving the API on {}", options.socket.display());
-    crate::api::serve(&options.socket, controller.clone(), shutdown).await?;
+    let state = ApiState::new(controller.clone()).with_tracer(tracer);
+    crate::api::serve(&options.socket, state, shutdown).await?;
     watcher.abort();
+    trace_drain.abort();
     log::info!("stopped; enforcement stays in place through the pinned links");
     Ok(())
 }

@@ -2,12 +2,37 @@
 
 use std::{
     ffi::CStr,
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsRawFd, RawFd},
 };
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{Interest, unix::AsyncFd};
 
 use firewall_common::{FlowEvent, Hook, Reason, Verdict};
 
 use crate::policy::Policy;
+
+/// A ring buffer the tokio runtime can wait on.
+pub struct RingBufFd(pub RingBuf<MapData>);
+
+impl AsRawFd for RingBufFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers `ring` with the current tokio runtime, to wait until it has records.
+///
+/// # Errors
+/// The descriptor cannot be registered (no runtime with I/O, or out of resources).
+pub fn poll_ring(ring: RingBuf<MapData>) -> io::Result<AsyncFd<RingBufFd>> {
+    // SAFETY: the ring buffer owns its descriptor and lives inside the AsyncFd, so the
+    // descriptor stays open, and the same, for as long as it is registered.
+    unsafe { AsyncFd::register_with_interest(RingBufFd(ring), Interest::READABLE) }
+        .map_err(io::Error::from)
+}
 
 /// Reads a [`FlowEvent`] from ring buffer bytes; `None` when the record is too short.
 pub fn parse(bytes: &[u8]) -> Option<FlowEvent> {

@@ -16,4 +16,5 @@ pub mod replay;
 pub mod run;
 pub mod store;
 pub mod testbed;
+pub mod traceflow;
 pub mod update;

@@ -1,21 +1,14 @@
 //! `firewall run`: enforce a policy file on interfaces until Ctrl-C or SIGTERM, printing
-//! drops as they happen and the counters at the end. SIGHUP reloads the policy file.
+//! drops and opened flows as they happen and the counters at the end. SIGHUP reloads the policy file.
 //!
 //! While it runs, the conntrack, config and stats maps are pinned (see
 //! [`crate::conntrack::pin`]) for `firewall conntrack`.
 
-use std::{
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
 use firewall_common::maps::Stat;
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
-};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     attach, conntrack,
@@ -71,11 +64,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<()> {
     );
     let mut enforced = Enforced { policy, compiled };
     let ring = datapath.take_flow_events()?;
-    // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd, so the
-    // descriptor stays open for as long as it is registered.
-    let mut ring = unsafe { AsyncFd::register_with_interest(RingBufFd(ring), Interest::READABLE) }
-        .map_err(std::io::Error::from)
-        .context("polling the flow record ring buffer")?;
+    let mut ring = events::poll_ring(ring).context("polling the flow record ring buffer")?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -218,10 +207,3 @@ impl ConntrackFigures {
     }
 }
 
-struct RingBufFd(RingBuf<MapData>);
-
-impl AsRawFd for RingBufFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
-    }
-}

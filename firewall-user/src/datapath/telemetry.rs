@@ -76,26 +76,22 @@ impl Datapath {
         self.stat(Stat::FlowEventsLost)
     }
 
-    /// The trace control slot.
-    pub fn trace_control(&self) -> Result<TraceControl, DatapathError> {
-        let array: Array<&MapData, TraceControl> = self.map(trace::TRACE)?;
-        array.get(&0, 0).map_err(map_error(trace::TRACE))
-    }
-
-    /// Rewrites the trace control slot.
-    pub fn set_trace_control(&mut self, control: &TraceControl) -> Result<(), DatapathError> {
-        let mut array: Array<&mut MapData, TraceControl> = self.map_mut(trace::TRACE)?;
-        array.set(0, control, 0).map_err(map_error(trace::TRACE))
+    /// Takes the trace control slot and the trace observation ring out of the object
+    /// (once), for the one owner of traces.
+    pub fn take_trace(
+        &mut self,
+    ) -> Result<(Array<MapData, TraceControl>, RingBuf<MapData>), DatapathError> {
+        let control = self
+            .ebpf
+            .take_map(trace::TRACE)
+            .ok_or(DatapathError::MissingMap(trace::TRACE))?;
+        let control = Array::try_from(control).map_err(map_error(trace::TRACE))?;
+        Ok((control, self.take_ring(trace::TRACE_EVENTS)?))
     }
 
     /// Takes the flow record ring buffer out of the object (once).
     pub fn take_flow_events(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
         self.take_ring(maps::FLOW_EVENTS)
-    }
-
-    /// Takes the trace observation ring buffer out of the object (once).
-    pub fn take_trace_events(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
-        self.take_ring(trace::TRACE_EVENTS)
     }
 
     fn take_ring(&mut self, name: &'static str) -> Result<RingBuf<MapData>, DatapathError> {
