@@ -9,18 +9,15 @@ mod support;
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use firewall::{
-    policy,
-    testbed::{self, Testbed},
+use firewall::testbed::Testbed;
+use support::{
+    daemon::{BIN, Setup},
+    traffic::{BusyConnection, Listener, eventually, exchange},
 };
-use support::traffic::{BusyConnection, Listener, eventually, exchange};
-
-const BIN: &str = env!("CARGO_BIN_EXE_firewall");
 
 const POLICY: &str = "\
 apps:
@@ -28,146 +25,8 @@ apps:
   backend:  {org: bank, space: prod, ips: [198.18.2.10]}
 ";
 
-/// A scratch directory, a pin root and a daemon, all removed on drop.
-struct Setup {
-    dir: PathBuf,
-    pin_root: PathBuf,
-    socket: PathBuf,
-    daemon: Option<Child>,
-}
-
-impl Setup {
-    fn new(name: &str) -> Setup {
-        let dir = std::env::temp_dir().join(format!("firewall-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy file");
-        Setup {
-            pin_root: PathBuf::from(format!(
-                "/sys/fs/bpf/firewall-{name}-{}",
-                std::process::id()
-            )),
-            socket: dir.join("firewall.sock"),
-            dir,
-            daemon: None,
-        }
-    }
-
-    /// The daemon's command line on this setup's store, socket and pin root.
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--pin-root")
-            .arg(&self.pin_root)
-            .args(extra);
-        command
-    }
-
-    /// Starts the daemon (importing the policy file, enforcing on `patterns`) and waits for
-    /// its socket.
-    fn start(&mut self, patterns: &[&str]) {
-        let policy = self.dir.join("policy.yaml");
-        let mut command = self.command(&[]);
-        command.arg("--policy").arg(policy);
-        for pattern in patterns {
-            command.arg("--iface").arg(pattern);
-        }
-        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        self.daemon = Some(child);
-        self.wait_up();
-    }
-
-    fn wait_up(&self) {
-        let up = eventually(Duration::from_secs(15), || {
-            self.cli(&["status", "--json"]).status.success()
-        });
-        assert!(up, "the daemon did not come up:\n{}", self.log());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run the CLI")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "firewall {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
-    }
-
-    fn attached(&self) -> Vec<String> {
-        self.status()["interfaces"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|i| i["interface"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn uninstall(&self) {
-        let out = Command::new(BIN)
-            .args(["daemon", "--uninstall", "--pin-root"])
-            .arg(&self.pin_root)
-            .output()
-            .expect("uninstall");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = Command::new(BIN)
-            .args(["daemon", "--uninstall", "--pin-root"])
-            .arg(&self.pin_root)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn testbed(name: &str) -> Testbed {
-    let policy = policy::parse_str(POLICY, "daemon test").expect("policy");
-    Testbed::up(name, &testbed::hosts_of(&policy)).expect("testbed")
+    support::daemon::testbed(name, POLICY)
 }
 
 fn backend(port: u16) -> SocketAddr {
@@ -177,7 +36,7 @@ fn backend(port: u16) -> SocketAddr {
 #[test]
 fn policies_enforce_live_and_survive_kill_and_restart() {
     let bed = testbed("dmn");
-    let mut setup = Setup::new("dmn");
+    let mut setup = Setup::new("dmn", POLICY);
     setup.start(&["fwdmn[0-9]"]);
     assert!(
         eventually(Duration::from_secs(5), || setup.attached().len() == 2),
@@ -292,7 +151,7 @@ fn a_restart_reconciles_the_pinned_maps_with_the_store() {
     use firewall_common::{PolicyKey, PolicyValue, maps};
 
     let bed = testbed("dmr");
-    let mut setup = Setup::new("dmr");
+    let mut setup = Setup::new("dmr", POLICY);
     setup.start(&["fwdmr[0-9]"]);
     assert!(eventually(Duration::from_secs(5), || setup
         .attached()
@@ -352,7 +211,7 @@ fn a_restart_reconciles_the_pinned_maps_with_the_store() {
 
 #[test]
 fn interfaces_that_appear_later_are_attached_and_released_when_they_go() {
-    let mut setup = Setup::new("dmi");
+    let mut setup = Setup::new("dmi", POLICY);
     setup.start(&["fwdmi*"]);
     assert!(setup.attached().is_empty());
     let link = "fwdmia";
@@ -392,7 +251,7 @@ fn interfaces_that_appear_later_are_attached_and_released_when_they_go() {
 
 #[test]
 fn every_acknowledged_change_survives_a_kill_in_the_middle_of_a_burst() {
-    let mut setup = Setup::new("dmk");
+    let mut setup = Setup::new("dmk", POLICY);
     setup.start(&[]);
     let socket = setup.socket.clone();
     let burst = std::thread::spawn(move || {
@@ -447,7 +306,7 @@ fn every_acknowledged_change_survives_a_kill_in_the_middle_of_a_burst() {
 
 #[test]
 fn a_pinned_map_of_another_layout_is_refused_not_reused() {
-    let mut setup = Setup::new("dml");
+    let mut setup = Setup::new("dml", POLICY);
     setup.start(&[]);
     setup.kill();
     // Same pins, but this daemon wants a conntrack map of another size.

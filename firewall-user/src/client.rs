@@ -19,7 +19,10 @@ use thiserror::Error;
 
 mod commands;
 mod table;
+mod traceflow;
 mod transport;
+
+pub use traceflow::TraceflowArgs;
 
 pub use transport::{Reply, request};
 
@@ -160,6 +163,10 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Trace a packet through the datapath enforcing on this host, step by step (built from
+    /// the options, or taken from a capture); with --live, the next real packets between
+    /// two apps at every hook they cross.
+    Traceflow(TraceflowArgs),
 }
 
 /// Transport protocol of an app-to-app policy.
@@ -339,6 +346,12 @@ pub fn run(socket: &Path, command: ClientCommand, out: &mut dyn Write) -> Result
         .enable_all()
         .build()
         .map_err(ClientError::Local)?;
+    // A live trace prints as it goes; every other command prints once, at the end.
+    if let ClientCommand::Traceflow(args) = &command
+        && args.live
+    {
+        return runtime.block_on(traceflow::live(socket, args.clone(), out));
+    }
     let text = runtime.block_on(commands::run(socket, command))?;
     out.write_all(text.as_bytes()).map_err(ClientError::Local)
 }

@@ -61,8 +61,7 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     let patterns = Patterns::new(&options.interfaces).map_err(anyhow::Error::msg)?;
     let mut enforcer =
         Enforcer::open(&options.pin_root, &options.load).context("loading the datapath")?;
-    let (tracer, trace_ring) =
-        Tracer::start(enforcer.datapath()).context("setting up traces")?;
+    let (tracer, trace_ring) = Tracer::start(enforcer.datapath()).context("setting up traces")?;
     let trace_drain = tokio::spawn(tracer::drain(tracer.clone(), trace_ring));
     let (mut controller, reconciled) =
         Controller::open(&options.state_dir, options.limits, Some(enforcer))

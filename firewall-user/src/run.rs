@@ -206,4 +206,3 @@ impl ConntrackFigures {
             .saturating_sub(self.present)
     }
 }
-

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod daemon;
 pub mod packets;
 pub mod replay;
 pub mod scratch;

@@ -108,7 +108,8 @@ pub(crate) async fn synthetic(
             ))
         })?;
     let dropped = code == TC_ACT_SHOT;
-    let reported_drop = Reason::from_code(event.reason).is_none_or(|r| r.verdict() == Verdict::Drop);
+    let reported_drop =
+        Reason::from_code(event.reason).is_none_or(|r| r.verdict() == Verdict::Drop);
     if dropped != reported_drop {
         return Err(Failure::internal(format!(
             "trace {}: the program returned {code:#x} but reported reason {}",
@@ -127,7 +128,10 @@ pub(crate) async fn synthetic(
 /// describes and streams [`LiveMessage`]s as NDJSON: `armed`, one `observation` per packet
 /// and hook, then `done` when the count is reached or the timeout passes. Closing the
 /// connection ends the trace. One live trace runs at a time (409 otherwise).
-pub(crate) async fn live(State(state): State<ApiState>, body: RequestBody) -> Result<Response, Failure> {
+pub(crate) async fn live(
+    State(state): State<ApiState>,
+    body: RequestBody,
+) -> Result<Response, Failure> {
     let request: LiveRequest = parse_json(&body_bytes(body)?)?;
     let (protocol, port, count, timeout) = live::filter(&request)?;
     let tracer = tracer(&state)?;
@@ -136,8 +140,18 @@ pub(crate) async fn live(State(state): State<ApiState>, body: RequestBody) -> Re
         if name == "world" {
             return Ok(reserved::WORLD);
         }
-        let app = policy.apps.iter().find(|a| a.name == name).map(|a| a.identity);
-        let network = || policy.networks.iter().find(|n| n.name == name).map(|n| n.identity);
+        let app = policy
+            .apps
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.identity);
+        let network = || {
+            policy
+                .networks
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.identity)
+        };
         app.or_else(network).ok_or_else(|| TraceError::Unknown {
             kind: "app or network",
             name: name.to_owned(),
@@ -202,7 +216,7 @@ async fn follow(
                         break;
                     }
                     let observation = live::observation(&event, packet, &policy);
-                    if lines.send(send(&LiveMessage::Observation(observation))).await.is_err() {
+                    if lines.send(send(&LiveMessage::Observation(Box::new(observation)))).await.is_err() {
                         break;
                     }
                     if packet == count && settle.is_none() {

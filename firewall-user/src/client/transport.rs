@@ -4,12 +4,12 @@ use std::{io, path::Path, time::Duration};
 
 use http_body_util::{BodyExt, Full};
 use hyper::{
-    Method, Request,
-    body::Bytes,
+    Method, Request, Response,
+    body::{Bytes, Incoming},
     header::{CONTENT_TYPE, HOST},
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use tokio::{net::UnixStream, task::JoinHandle};
 
 use super::ClientError;
 
@@ -54,6 +54,26 @@ async fn exchange(
     path_and_query: &str,
     body: Option<Vec<u8>>,
 ) -> Result<Reply, ClientError> {
+    let (response, driver) = send(socket, method, path_and_query, body).await?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| transport_error(socket, e))?
+        .to_bytes();
+    driver.abort();
+    Ok(Reply { status, body })
+}
+
+/// Connects, sends the request and returns the response head with its body to read, and
+/// the task driving the connection (to abort once the body is read).
+async fn send(
+    socket: &Path,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+) -> Result<(Response<Incoming>, JoinHandle<Result<(), hyper::Error>>), ClientError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| connect_error(socket, e))?;
@@ -73,15 +93,51 @@ async fn exchange(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| ClientError::Input(format!("building the request: {e}")))?;
     let response = sender.send_request(request).await.map_err(transport)?;
+    Ok((response, driver))
+}
+
+/// Sends a request whose answer is a stream of lines (NDJSON) and hands each line, without
+/// its newline, to `on_line` as it arrives, until the daemon ends the stream. No overall
+/// time limit: the daemon ends streams itself. A refusal (status not 2xx) is read whole
+/// and returned as [`ClientError::Refused`].
+///
+/// # Errors
+/// As [`request`], and whatever `on_line` returns.
+pub async fn stream(
+    socket: &Path,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+    on_line: &mut dyn FnMut(&[u8]) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    let (response, driver) = send(socket, method, path_and_query, body).await?;
+    let transport = |e: hyper::Error| transport_error(socket, e);
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(transport)?
-        .to_bytes();
+    let mut body = response.into_body();
+    if !(200..300).contains(&status) {
+        let bytes = body.collect().await.map_err(transport)?.to_bytes();
+        driver.abort();
+        return Err(super::commands::refusal(&Reply {
+            status,
+            body: bytes,
+        }));
+    }
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(transport)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if line.len() > 1 {
+                on_line(&line[..line.len() - 1])?;
+            }
+        }
+    }
     driver.abort();
-    Ok(Reply { status, body })
+    Ok(())
 }
 
 fn connect_error(socket: &Path, error: io::Error) -> ClientError {

@@ -67,7 +67,7 @@ impl Datapath {
                 dropped,
             });
         }
-        pairs.sort_by(|a, b| b.dropped.packets.cmp(&a.dropped.packets));
+        pairs.sort_by_key(|pair| std::cmp::Reverse(pair.dropped.packets));
         Ok(pairs)
     }
 

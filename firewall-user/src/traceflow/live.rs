@@ -104,7 +104,7 @@ pub enum LiveMessage {
         trace_id: u32,
     },
     /// A marked packet at one hook.
-    Observation(LiveObservation),
+    Observation(Box<LiveObservation>),
     /// The trace ended.
     Done {
         /// Packets reported.
@@ -198,7 +198,9 @@ pub fn observation(event: &FlowEvent, packet: u32, policy: &Policy) -> LiveObser
     let dropped = reason.is_none_or(|r| r.verdict() == Verdict::Drop);
     LiveObservation {
         packet,
-        hook: Hook::from_code(event.hook).map_or("unknown", Hook::name).to_owned(),
+        hook: Hook::from_code(event.hook)
+            .map_or("unknown", Hook::name)
+            .to_owned(),
         interface: events::interface_name(event.ifindex),
         headers: report::packet_view(event),
         source: name(event.source_identity),

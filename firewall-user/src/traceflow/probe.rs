@@ -72,7 +72,11 @@ pub fn build(request: &TraceRequest, policy: &Policy) -> Result<Vec<u8>, TraceEr
     let ip = match (source, destination) {
         (IpAddr::V4(s), IpAddr::V4(d)) => base.ipv4(s.octets(), d.octets(), 64),
         (IpAddr::V6(s), IpAddr::V6(d)) => base.ipv6(s.octets(), d.octets(), 64),
-        _ => return Err(TraceError::invalid("source and destination families differ")),
+        _ => {
+            return Err(TraceError::invalid(
+                "source and destination families differ",
+            ));
+        }
     };
     let source_port = request.source_port.unwrap_or(DEFAULT_SOURCE_PORT);
     let port = request.port.unwrap_or(0);
@@ -118,7 +122,7 @@ fn raw_frame(request: &TraceRequest, hex: &str) -> Result<Vec<u8>, TraceError> {
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, TraceError> {
     let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(TraceError::invalid("frame: an odd number of hex digits"));
     }
     digits
@@ -135,7 +139,9 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, TraceError> {
 
 fn check_fields(request: &TraceRequest, transport: Transport) -> Result<(), TraceError> {
     if request.source_app.is_none() && request.source_ip.is_none() {
-        return Err(TraceError::invalid("name a source: source_app or source_ip"));
+        return Err(TraceError::invalid(
+            "name a source: source_app or source_ip",
+        ));
     }
     if request.destination_app.is_some() == request.destination_ip.is_some() {
         return Err(TraceError::invalid(
@@ -184,14 +190,14 @@ fn addresses(
     };
     let source_app = request.source_app.as_ref().map(app).transpose()?;
     let destination_app = request.destination_app.as_ref().map(app).transpose()?;
-    if let (Some(app), Some(ip)) = (source_app, request.source_ip) {
-        if !app.ips.contains(&ip) {
-            return Err(TraceError::invalid(format!(
-                "source_ip {ip} is not an address of app {} ({})",
-                app.name,
-                list(&app.ips)
-            )));
-        }
+    if let (Some(app), Some(ip)) = (source_app, request.source_ip)
+        && !app.ips.contains(&ip)
+    {
+        return Err(TraceError::invalid(format!(
+            "source_ip {ip} is not an address of app {} ({})",
+            app.name,
+            list(&app.ips)
+        )));
     }
     // The family: fixed by a given address or by the ICMP version, else IPv4 when both
     // ends have one.

@@ -35,12 +35,16 @@ pub fn report(report: &TraceReport) -> String {
 
 fn step(observation: &Observation) -> (&'static str, String, Vec<String>) {
     match observation {
-        Observation::Injected { hook, packet } => {
-            ("injected", format!("at {hook}: {}", packet_line(packet)), vec![])
-        }
+        Observation::Injected { hook, packet } => (
+            "injected",
+            format!("at {hook}: {}", packet_line(packet)),
+            vec![],
+        ),
         Observation::SourceIdentity(view) => ("source identity", identity(view), vec![]),
         Observation::DestinationIdentity(view) => ("destination identity", identity(view), vec![]),
-        Observation::Conntrack { state, detail } => ("conntrack", format!("{state}: {detail}"), vec![]),
+        Observation::Conntrack { state, detail } => {
+            ("conntrack", format!("{state}: {detail}"), vec![])
+        }
         Observation::Policy(view) => {
             let mut more = Vec::new();
             if view.default_deny {
@@ -86,7 +90,11 @@ pub fn packet_line(packet: &PacketView) -> String {
         end(destination, packet.destination_port)
     );
     if let Some(icmp_type) = packet.icmp_type {
-        let _ = write!(line, " type {icmp_type} code {}", packet.icmp_code.unwrap_or(0));
+        let _ = write!(
+            line,
+            " type {icmp_type} code {}",
+            packet.icmp_code.unwrap_or(0)
+        );
     }
     if let Some(flags) = &packet.tcp_flags {
         let _ = write!(line, " flags {flags}");
@@ -99,9 +107,13 @@ fn identity(view: &IdentityView) -> String {
     let Some(id) = view.identity else {
         return "not looked up".into();
     };
-    let name = view.name.clone().unwrap_or_else(|| format!("identity {id}"));
+    let name = view
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("identity {id}"));
     let mut about = match view.kind.as_deref() {
         Some("unknown") | None => format!("identity {id}, not in the policy"),
+        Some("world") => format!("identity {id}"),
         Some(kind) => format!("{kind}, identity {id}"),
     };
     if let Some(org) = &view.org {

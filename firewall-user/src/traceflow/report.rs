@@ -187,10 +187,11 @@ pub fn packet_view(event: &FlowEvent) -> PacketView {
         length: event.length,
         ..PacketView::default()
     };
-    if view.source.is_none() {
+    view.protocol = view.source.map(|_| events::protocol_name(event.protocol));
+    // A malformed packet's transport header was not read: its ports are not known.
+    if view.source.is_none() || event.reason == Reason::Malformed as u8 {
         return view;
     }
-    view.protocol = Some(events::protocol_name(event.protocol));
     match event.protocol {
         1 | 58 => {
             view.icmp_type = Some((event.destination_port >> 8) as u8);
@@ -210,12 +211,23 @@ pub fn packet_view(event: &FlowEvent) -> PacketView {
 
 /// TCP flags as letters, in the order S A F R P U; `-` for none.
 pub fn tcp_flags(flags: u8) -> String {
-    let letters: String = [(0x02, 'S'), (0x10, 'A'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U')]
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, letter)| *letter)
-        .collect();
-    if letters.is_empty() { "-".into() } else { letters }
+    let letters: String = [
+        (0x02, 'S'),
+        (0x10, 'A'),
+        (0x01, 'F'),
+        (0x04, 'R'),
+        (0x08, 'P'),
+        (0x20, 'U'),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, letter)| *letter)
+    .collect();
+    if letters.is_empty() {
+        "-".into()
+    } else {
+        letters
+    }
 }
 
 /// Names an identity and finds the ipcache prefix that gave it to `address`.
@@ -227,7 +239,9 @@ pub fn identity_view(
 ) -> IdentityView {
     let mut view = IdentityView {
         identity: Some(id),
-        prefix: address.and_then(|a| longest_prefix(a, enforced)).map(|p| p.to_string()),
+        prefix: address
+            .and_then(|a| longest_prefix(a, enforced))
+            .map(|p| p.to_string()),
         ..IdentityView::default()
     };
     if id == reserved::WORLD {
@@ -290,10 +304,18 @@ pub fn conntrack_state(reason: Option<Reason>, event: &FlowEvent) -> (&'static s
             "revoked",
             "a tracked flow whose rule is gone; a live packet would close it",
         ),
-        Some(Reason::FragmentOfAllowed | Reason::FragmentOfDenied | Reason::Fragment) => {
-            ("fragment", "a later fragment: it follows its first fragment")
-        }
-        _ => ("not-looked-up", "not looked up"),
+        Some(Reason::FragmentOfAllowed | Reason::FragmentOfDenied | Reason::Fragment) => (
+            "fragment",
+            "a later fragment: it follows its first fragment",
+        ),
+        Some(r) if r.verdict() == Verdict::Allow => (
+            "not-looked-up",
+            "infrastructure traffic passes without connection tracking",
+        ),
+        _ => (
+            "not-looked-up",
+            "the packet was dropped before connection tracking",
+        ),
     }
 }
 
@@ -315,7 +337,9 @@ fn policy_view(
     packet: &PacketView,
     policy: &Policy,
 ) -> PolicyView {
-    let rule = (event.rule_id != 0).then(|| policy.rule(event.rule_id)).flatten();
+    let rule = (event.rule_id != 0)
+        .then(|| policy.rule(event.rule_id))
+        .flatten();
     let rule_text = rule.map(|r| policy.describe_rule(r));
     let asked = || asked(event, packet, policy);
     let mut view = PolicyView {
@@ -330,7 +354,10 @@ fn policy_view(
     view.detail = match reason {
         Some(Reason::Policy) => format!("allowed by {}", named(event.rule_id)),
         Some(Reason::Established | Reason::Reply | Reason::Related | Reason::FragmentOfAllowed) => {
-            format!("not looked up: the flow was allowed by {}", named(event.rule_id))
+            format!(
+                "not looked up: the flow was allowed by {}",
+                named(event.rule_id)
+            )
         }
         Some(Reason::DeniedByDefault | Reason::Revoked) => {
             view.default_deny = true;
@@ -346,7 +373,7 @@ fn policy_view(
         Some(r) if r.verdict() == Verdict::Allow => {
             format!("not looked up: {} traffic passes without a rule", r.name())
         }
-        _ => "not looked up".into(),
+        _ => "not looked up: the packet was dropped before the policy".into(),
     };
     view
 }
