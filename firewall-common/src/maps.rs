@@ -62,6 +62,9 @@ pub const DECISION: &str = "DECISION";
 /// Name of the read-only global that turns on the replay decision slot. The verifier sees
 /// its value at load time and removes the replay branch from live programs entirely.
 pub const REPLAY_GLOBAL: &str = "REPLAY";
+/// Name of the read-only global that keeps the trace slot's lookup (1, the default); the
+/// benchmark clears it to measure what that lookup costs.
+pub const TRACES_GLOBAL: &str = "TRACES";
 
 /// Default capacities, used unless the loader is told otherwise.
 pub mod capacity {

@@ -8,6 +8,8 @@
 //! `firewall_common::maps`). A tracked flow costs one or two conntrack lookups instead.
 //! Nothing here loops over rules.
 
+use core::ptr::NonNull;
+
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
@@ -35,6 +37,11 @@ use crate::{
 /// knows its value and drops the replay branch from live programs: zero cost when off.
 #[unsafe(no_mangle)]
 static REPLAY: u8 = 0;
+
+/// Set to 0 by the loader for the benchmark's baseline without traces: the verifier then
+/// removes the trace slot's lookup. Live programs keep 1.
+#[unsafe(no_mangle)]
+static TRACES: u8 = 1;
 
 /// Settings used while the `CONFIG` slot cannot be read (it always can: an array's slots exist
 /// from creation).
@@ -74,11 +81,18 @@ impl Outcome {
 #[inline(always)]
 pub fn classify<P: Packet>(pkt: &P, hook: Hook) -> Verdict {
     // The one lookup every packet pays for traces.
-    let trace = TRACE.get_ptr_mut(0);
+    // SAFETY: as for `REPLAY` below.
+    // `NonNull` keeps "no slot" a null pointer: an `Option<*mut _>` leaves its payload
+    // undefined when `None`, and the verifier refuses the spill of an undefined register.
+    let trace = if unsafe { core::ptr::read_volatile(&TRACES) } != 0 {
+        TRACE.get_ptr_mut(0).and_then(NonNull::new)
+    } else {
+        None
+    };
     // SAFETY: an array slot exists for the program's lifetime; a torn read of a token
     // userspace is rewriting can only fail to match.
     let tracing = trace.is_some_and(|control| {
-        let token = unsafe { (*control).synthetic_token };
+        let token = unsafe { (*control.as_ptr()).synthetic_token };
         token != 0 && pkt.trace_token() == token
     });
     // One call site: two would inline the classifier twice, past the 512-byte stack.
@@ -91,7 +105,7 @@ pub fn classify<P: Packet>(pkt: &P, hook: Hook) -> Verdict {
 fn classify_as<P: Packet>(
     pkt: &P,
     hook: Hook,
-    trace: Option<*mut TraceControl>,
+    trace: Option<NonNull<TraceControl>>,
     tracing: bool,
 ) -> Verdict {
     let Some(slot) = FLOW.get_ptr_mut(0) else {
@@ -132,7 +146,7 @@ fn classify_as<P: Packet>(
         );
     }
     if let Some(control) = trace {
-        follow_live_trace(control, pkt, hook, &outcome, flow);
+        follow_live_trace(control.as_ptr(), pkt, hook, &outcome, flow);
     }
     // SAFETY: reading a plain `u8` static; volatile so the compiler keeps the load that the
     // loader's value replaces.

@@ -12,6 +12,7 @@
 
 mod conntrack;
 mod daemon;
+mod trace;
 
 use std::net::Ipv4Addr;
 
@@ -139,6 +140,7 @@ fn datapath(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
     }
+    trace::run(args)?;
     conntrack::run(args)
 }
 

@@ -144,6 +144,9 @@ pub struct LoadOptions {
     /// Keep the last decision in the `DECISION` map (replay and benchmarks). Off for live
     /// enforcement, where the verifier then removes that code.
     pub replay: bool,
+    /// Look up the trace slot on every packet, so traces work. Only the benchmark's
+    /// baseline turns it off.
+    pub traces: bool,
 }
 
 impl Default for LoadOptions {
@@ -154,6 +157,7 @@ impl Default for LoadOptions {
             fragment_entries: conntrack::DEFAULT_FRAGMENT_ENTRIES,
             config: Config::default(),
             replay: false,
+            traces: true,
         }
     }
 }
@@ -189,6 +193,7 @@ impl Datapath {
     fn load_with(options: &LoadOptions, pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
         let caps = options.capacities;
         let replay = u8::from(options.replay);
+        let traces = u8::from(options.traces);
         let mut loader = EbpfLoader::new();
         let pin_paths: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => pinning::PINNED
@@ -211,6 +216,7 @@ impl Datapath {
             .map_max_entries(conntrack::CONNTRACK, options.conntrack_entries)
             .map_max_entries(conntrack::FRAGMENTS, options.fragment_entries)
             .override_global(maps::REPLAY_GLOBAL, &replay, true)
+            .override_global(maps::TRACES_GLOBAL, &traces, true)
             .load(PROGRAMS)?;
         for name in [TC_INGRESS, TC_EGRESS] {
             let program: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
