@@ -40,7 +40,8 @@ pub struct TraceRequest {
     /// Destination address: an app's, one in a network, or anywhere (the world).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_ip: Option<IpAddr>,
-    /// `tcp` (the default), `udp`, `sctp`, `icmp` or `icmpv6`.
+    /// `tcp` (the default), `udp`, `sctp`, `icmp`, `icmpv6`, or another IP protocol's
+    /// number (sent with no payload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Destination port, required for TCP, UDP and SCTP.

@@ -35,7 +35,8 @@ pub struct TraceflowArgs {
     /// Destination address: an app's, one in a network, or anywhere.
     #[arg(long = "destination-ip", value_name = "ADDR", conflicts_with = "live")]
     pub destination_ip: Option<IpAddr>,
-    /// tcp (default), udp, sctp, icmp or icmpv6; with --live, any when not given.
+    /// tcp (default), udp, sctp, icmp, icmpv6 or a protocol number; with --live, any when
+    /// not given.
     #[arg(long)]
     pub protocol: Option<String>,
     /// Destination port (TCP, UDP, SCTP).

@@ -36,7 +36,7 @@ pub struct LiveRequest {
     pub source_app: String,
     /// App (or network, or `world`) the packets go to.
     pub destination_app: String,
-    /// `tcp`, `udp`, `sctp`, `icmp` or `icmpv6`; any when absent.
+    /// `tcp`, `udp`, `sctp`, `icmp`, `icmpv6` or a protocol number; any when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Destination port; any when absent. Needs a protocol with ports.
@@ -63,11 +63,14 @@ pub fn filter(request: &LiveRequest) -> Result<(u8, u16, u32, u64), TraceError> 
         Some("sctp") => 132,
         Some("icmp") => 1,
         Some("icmpv6") => 58,
-        Some(other) => {
-            return Err(TraceError::invalid(format!(
-                "protocol {other:?}: expected tcp, udp, sctp, icmp or icmpv6"
-            )));
-        }
+        Some(other) => match other.parse::<u8>() {
+            Ok(number) if number != 0 => number,
+            _ => {
+                return Err(TraceError::invalid(format!(
+                    "protocol {other:?}: expected tcp, udp, sctp, icmp, icmpv6 or a number"
+                )));
+            }
+        },
     };
     let port = match request.port {
         None => 0,

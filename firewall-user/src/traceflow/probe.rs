@@ -33,19 +33,28 @@ enum Transport {
     Sctp,
     Icmp,
     Icmpv6,
+    /// Any other IP protocol, by number: an IP header with no payload.
+    Other(u8),
 }
 
 impl Transport {
     fn parse(name: Option<&str>) -> Result<Transport, TraceError> {
         match name.unwrap_or("tcp") {
-            "tcp" => Ok(Transport::Tcp),
-            "udp" => Ok(Transport::Udp),
-            "sctp" => Ok(Transport::Sctp),
-            "icmp" => Ok(Transport::Icmp),
-            "icmpv6" => Ok(Transport::Icmpv6),
-            other => Err(TraceError::invalid(format!(
-                "protocol {other:?}: expected tcp, udp, sctp, icmp or icmpv6"
-            ))),
+            "tcp" | "6" => Ok(Transport::Tcp),
+            "udp" | "17" => Ok(Transport::Udp),
+            "sctp" | "132" => Ok(Transport::Sctp),
+            "icmp" | "1" => Ok(Transport::Icmp),
+            "icmpv6" | "58" => Ok(Transport::Icmpv6),
+            other => match other.parse::<u8>() {
+                // Extension headers would be parsed as such, not as a transport.
+                Ok(number) if !matches!(number, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140) => {
+                    Ok(Transport::Other(number))
+                }
+                _ => Err(TraceError::invalid(format!(
+                    "protocol {other:?}: expected tcp, udp, sctp, icmp, icmpv6 or the number \
+                     of another transport protocol"
+                ))),
+            },
         }
     }
 
@@ -95,6 +104,7 @@ pub fn build(request: &TraceRequest, policy: &Policy) -> Result<Vec<u8>, TraceEr
             ip.write(&mut frame, etherparse::IpNumber(132), &header)
         }
         Transport::Icmp | Transport::Icmpv6 => icmp(ip, transport, request, &mut frame)?,
+        Transport::Other(number) => ip.write(&mut frame, etherparse::IpNumber(number), &[]),
     };
     written.map_err(|e| TraceError::invalid(format!("building the packet: {e}")))?;
     Ok(frame)
@@ -148,22 +158,22 @@ fn check_fields(request: &TraceRequest, transport: Transport) -> Result<(), Trac
             "name one destination: destination_app or destination_ip",
         ));
     }
+    let icmp = matches!(transport, Transport::Icmp | Transport::Icmpv6);
     if transport.has_ports() {
-        match request.port {
-            None | Some(0) => {
-                return Err(TraceError::invalid(format!(
-                    "{transport:?} needs a destination port (1-65535)"
-                )));
-            }
-            Some(_) => {}
-        }
-        if request.icmp_type.is_some() || request.icmp_code.is_some() {
-            return Err(TraceError::invalid("icmp_type and icmp_code are for ICMP"));
+        if matches!(request.port, None | Some(0)) {
+            return Err(TraceError::invalid(format!(
+                "{transport:?} needs a destination port (1-65535)"
+            )));
         }
     } else if request.port.is_some() || request.source_port.is_some() {
-        return Err(TraceError::invalid(
-            "ICMP has no ports: give icmp_type and icmp_code instead",
-        ));
+        return Err(TraceError::invalid(if icmp {
+            "ICMP has no ports: give icmp_type and icmp_code instead".to_owned()
+        } else {
+            format!("{transport:?} has no ports")
+        }));
+    }
+    if !icmp && (request.icmp_type.is_some() || request.icmp_code.is_some()) {
+        return Err(TraceError::invalid("icmp_type and icmp_code are for ICMP"));
     }
     if request.tcp_flags.is_some() && transport != Transport::Tcp {
         return Err(TraceError::invalid("tcp_flags are for TCP"));

@@ -75,6 +75,14 @@ fn flags_icmp_and_sctp_are_built_as_asked() {
     let frame = build(&sctp, &policy()).expect("frame");
     assert_eq!(frame[23], 132, "IP protocol");
     assert_eq!(u16::from_be_bytes([frame[36], frame[37]]), 8081);
+
+    let gre = TraceRequest {
+        protocol: Some("47".into()),
+        port: None,
+        ..request("frontend", "backend")
+    };
+    let frame = build(&gre, &policy()).expect("frame");
+    assert_eq!((frame.len(), frame[23]), (34, 47));
 }
 
 #[test]
