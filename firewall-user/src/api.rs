@@ -4,11 +4,12 @@
 //!
 //! - cf-networking's external policy API (`/networking/v1/external/policies`), answering as
 //!   Cloud Foundry's policy server does, so its tooling and payloads work unchanged;
-//! - the daemon's own resources under `/v1`: apps, networks, per-app egress rules, status.
+//! - the daemon's own resources under `/v1`: apps, networks, per-app egress rules, status,
+//!   and the datapath's counters (`/v1/stats`).
 //!
 //! Every error is `{"error": "..."}` with a status from the controller's verdict: 400 invalid,
 //! 403 quota, 404 unknown name or route, 405 wrong method, 409 a datapath map or the rule id
-//! space is full, 500 the daemon failed.
+//! space is full, 500 the daemon failed, 503 the daemon has no datapath to count with.
 //!
 //! Access control is the socket itself: mode 0600, and every connection's peer credentials
 //! are checked, so only root (and the daemon's own user) get an answer. There is no other
@@ -29,12 +30,13 @@ use hyper_util::{
 use thiserror::Error;
 use tokio::{sync::Mutex, task::JoinSet};
 
-use crate::daemon::controller::Controller;
+use crate::{daemon::controller::Controller, metrics::DaemonMetrics};
 
 mod listener;
 mod policies;
 mod reply;
 mod resources;
+mod stats;
 pub mod wire;
 
 /// Default path of the API socket.
@@ -89,10 +91,12 @@ pub enum ApiError {
     },
 }
 
-/// What every handler shares: the controller, behind a lock that serialises changes.
+/// What every handler shares: the controller, behind a lock that serialises changes, and
+/// the metrics that time those changes.
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) controller: Arc<Mutex<Controller>>,
+    pub(crate) metrics: Arc<DaemonMetrics>,
 }
 
 /// The API's routes, ready to serve on any connection.
@@ -100,7 +104,7 @@ pub(crate) struct ApiState {
 /// Reads take the controller's lock briefly on the runtime; changes take it and run
 /// `Controller::apply` on tokio's blocking pool (see `reply::apply`), so any runtime flavour
 /// works.
-pub fn router(controller: Arc<Mutex<Controller>>) -> Router {
+pub fn router(controller: Arc<Mutex<Controller>>, metrics: Arc<DaemonMetrics>) -> Router {
     let cf = "/networking/v1/external/policies";
     Router::new()
         .route(cf, get(policies::list).post(policies::create))
@@ -120,9 +124,13 @@ pub fn router(controller: Arc<Mutex<Controller>>) -> Router {
             put(resources::put_network).delete(resources::delete_network),
         )
         .route("/v1/status", get(resources::status))
+        .route("/v1/stats", get(stats::report))
         .fallback(reply::no_route)
         .method_not_allowed_fallback(reply::wrong_method)
-        .with_state(ApiState { controller })
+        .with_state(ApiState {
+            controller,
+            metrics,
+        })
 }
 
 /// Serves the API on the Unix socket `socket` until `shutdown` completes.
@@ -142,9 +150,24 @@ pub async fn serve(
     controller: Arc<Mutex<Controller>>,
     shutdown: impl Future,
 ) -> Result<(), ApiError> {
+    let metrics = Arc::new(DaemonMetrics::new());
+    serve_with_metrics(socket, controller, metrics, shutdown).await
+}
+
+/// As [`serve`], timing every policy change into `metrics` (which the daemon's metrics
+/// endpoint shares).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_metrics(
+    socket: &Path,
+    controller: Arc<Mutex<Controller>>,
+    metrics: Arc<DaemonMetrics>,
+    shutdown: impl Future,
+) -> Result<(), ApiError> {
     let listener = listener::bind(socket)?;
     log::debug!("api: listening on {}", socket.display());
-    let app = router(controller);
+    let app = router(controller, metrics);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 mod commands;
+mod stats;
 mod table;
 mod transport;
 
@@ -157,6 +158,13 @@ pub enum ClientCommand {
     /// Show the daemon's status.
     Status {
         /// Print the daemon's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the datapath's counters: per reason, per rule, the most-dropped app pairs,
+    /// connection tracking, map fill levels and lost records.
+    Stats {
+        /// Print the daemon's JSON answer (every dropped pair, not only the top ones).
         #[arg(long)]
         json: bool,
     },
