@@ -11,7 +11,7 @@ pub mod enforcer;
 pub mod import;
 pub mod interfaces;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{
@@ -20,7 +20,11 @@ use tokio::{
 };
 
 use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns};
-use crate::{datapath::LoadOptions, model::Limits};
+use crate::{
+    datapath::LoadOptions,
+    metrics::{DaemonMetrics, server::MetricsServer},
+    model::Limits,
+};
 
 /// Where pins live; the layout version is a directory below.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/firewall";
@@ -42,6 +46,8 @@ pub struct DaemonOptions {
     pub load: LoadOptions,
     /// Quotas and limits.
     pub limits: Limits,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when not given.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -98,8 +104,22 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
             _ = interrupt.recv() => {}
         }
     };
+    let metrics = Arc::new(DaemonMetrics::new());
+    let metrics_server = match options.metrics_addr {
+        Some(address) => {
+            let server = MetricsServer::start(address, controller.clone(), metrics.clone()).await?;
+            log::info!("serving metrics on http://{}/metrics", server.address());
+            Some(server)
+        }
+        None => None,
+    };
     log::info!("serving the API on {}", options.socket.display());
-    crate::api::serve(&options.socket, controller.clone(), shutdown).await?;
+    crate::api::serve_with_metrics(&options.socket, controller.clone(), metrics, shutdown).await?;
+    if let Some(server) = metrics_server
+        && let Err(e) = server.stop().await
+    {
+        log::warn!("{e}");
+    }
     watcher.abort();
     log::info!("stopped; enforcement stays in place through the pinned links");
     Ok(())

@@ -45,6 +45,8 @@ use prometheus_client::{
 
 use crate::stats::{ConntrackCache, StatsReport, TOP_DROPPED_PAIRS};
 
+pub mod server;
+
 pub use prometheus_text::CONTENT_TYPE;
 
 /// How long one conntrack reading serves scrapes before a scrape has it refreshed: the
