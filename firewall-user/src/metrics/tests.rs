@@ -263,3 +263,68 @@ fn apply_durations_land_in_the_histogram() {
     };
     assert!((sum - 2.006).abs() < 1e-9, "{sum}");
 }
+
+/// Every `expr` string anywhere in a Grafana dashboard.
+fn expressions(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("expr", serde_json::Value::String(expr)) => out.push(expr.clone()),
+                    _ => expressions(inner, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| expressions(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_sample_dashboard_asks_only_for_metrics_the_daemon_serves() {
+    let dashboard = include_str!("../../../deploy/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(dashboard).expect("dashboard JSON");
+    let text = DaemonMetrics::new().render(&report()).expect("rendered");
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let mut exprs = Vec::new();
+    expressions(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 10, "{} queries", exprs.len());
+    let mut asked = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("firewall_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            asked.insert(name);
+        }
+    }
+    let unknown: Vec<_> = asked
+        .iter()
+        .filter(|n| !served.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard asks for {unknown:?}; served: {served:?}"
+    );
+    for needed in [
+        "firewall_packets_total",
+        "firewall_rule_packets_total",
+        "firewall_dropped_pair_packets_total",
+        "firewall_conntrack_entries",
+        "firewall_map_entries",
+        "firewall_flow_records_lost_total",
+        "firewall_policy_apply_duration_seconds_bucket",
+    ] {
+        assert!(
+            asked.contains(needed),
+            "the dashboard has no panel on {needed}"
+        );
+    }
+}
