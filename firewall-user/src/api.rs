@@ -4,11 +4,12 @@
 //!
 //! - cf-networking's external policy API (`/networking/v1/external/policies`), answering as
 //!   Cloud Foundry's policy server does, so its tooling and payloads work unchanged;
-//! - the daemon's own resources under `/v1`: apps, networks, per-app egress rules, status.
+//! - the daemon's own resources under `/v1`: apps, networks, per-app egress rules, status,
+//!   and the datapath's counters (`/v1/stats`).
 //!
 //! Every error is `{"error": "..."}` with a status from the controller's verdict: 400 invalid,
 //! 403 quota, 404 unknown name or route, 405 wrong method, 409 a datapath map or the rule id
-//! space is full, 500 the daemon failed.
+//! space is full, 500 the daemon failed, 503 the daemon has no datapath to count with.
 //!
 //! Access control is the socket itself: mode 0600, and every connection's peer credentials
 //! are checked, so only root (and the daemon's own user) get an answer. There is no other
@@ -29,12 +30,16 @@ use hyper_util::{
 use thiserror::Error;
 use tokio::{sync::Mutex, task::JoinSet};
 
-use crate::daemon::{controller::Controller, tracer::Tracer};
+use crate::{
+    daemon::{controller::Controller, tracer::Tracer},
+    metrics::DaemonMetrics,
+};
 
 mod listener;
 mod policies;
 mod reply;
 mod resources;
+mod stats;
 mod traceflow;
 pub mod wire;
 
@@ -91,10 +96,11 @@ pub enum ApiError {
 }
 
 /// What every handler shares: the controller, behind a lock that serialises changes, and
-/// the daemon's services beside it.
+/// the daemon's services beside it: the metrics that time those changes, and traces.
 #[derive(Clone)]
 pub struct ApiState {
     pub(crate) controller: Arc<Mutex<Controller>>,
+    pub(crate) metrics: Arc<DaemonMetrics>,
     pub(crate) tracer: Option<Arc<Tracer>>,
 }
 
@@ -105,12 +111,19 @@ impl From<Arc<Mutex<Controller>>> for ApiState {
 }
 
 impl ApiState {
-    /// State for a controller alone: no traces.
+    /// State for a controller alone: metrics of its own, no traces.
     pub fn new(controller: Arc<Mutex<Controller>>) -> ApiState {
         ApiState {
             controller,
+            metrics: Arc::new(DaemonMetrics::new()),
             tracer: None,
         }
+    }
+
+    /// Times policy changes into `metrics` (which the metrics endpoint shares).
+    #[must_use]
+    pub fn with_metrics(self, metrics: Arc<DaemonMetrics>) -> ApiState {
+        ApiState { metrics, ..self }
     }
 
     /// Adds the daemon's tracer, which the traceflow endpoints need.
@@ -148,6 +161,7 @@ pub fn router(state: impl Into<ApiState>) -> Router {
             put(resources::put_network).delete(resources::delete_network),
         )
         .route("/v1/status", get(resources::status))
+        .route("/v1/stats", get(stats::report))
         .route("/v1/traceflow", post(traceflow::synthetic))
         .route("/v1/traceflow/live", post(traceflow::live))
         .fallback(reply::no_route)

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 mod commands;
+mod stats;
 mod table;
 mod traceflow;
 mod transport;
@@ -167,6 +168,13 @@ pub enum ClientCommand {
     /// the options, or taken from a capture); with --live, the next real packets between
     /// two apps at every hook they cross.
     Traceflow(TraceflowArgs),
+    /// Show the datapath's counters: per reason, per rule, the most-dropped app pairs,
+    /// connection tracking, map fill levels and lost records.
+    Stats {
+        /// Print the daemon's JSON answer (every dropped pair, not only the top ones).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Transport protocol of an app-to-app policy.

@@ -24,9 +24,11 @@ use thiserror::Error;
 
 use crate::events::protocol_name;
 
+mod figures;
 mod pin;
 mod table;
 
+pub use figures::{ConntrackCounter, ConntrackFigures};
 pub use pin::{
     CONFIG_PIN, CONNTRACK_PIN, PIN_DIR, PinGuard, PinnedMaps, STATS_PIN, open_pinned, pin,
 };

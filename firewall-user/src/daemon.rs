@@ -12,7 +12,7 @@ pub mod import;
 pub mod interfaces;
 pub mod tracer;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{
@@ -21,7 +21,12 @@ use tokio::{
 };
 
 use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns, tracer::Tracer};
-use crate::{api::ApiState, datapath::LoadOptions, model::Limits};
+use crate::{
+    api::ApiState,
+    datapath::LoadOptions,
+    metrics::{DaemonMetrics, server::MetricsServer},
+    model::Limits,
+};
 
 /// Where pins live; the layout version is a directory below.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/firewall";
@@ -43,6 +48,8 @@ pub struct DaemonOptions {
     pub load: LoadOptions,
     /// Quotas and limits.
     pub limits: Limits,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none when not given.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -101,9 +108,25 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
             _ = interrupt.recv() => {}
         }
     };
+    let metrics = Arc::new(DaemonMetrics::new());
+    let metrics_server = match options.metrics_addr {
+        Some(address) => {
+            let server = MetricsServer::start(address, controller.clone(), metrics.clone()).await?;
+            log::info!("serving metrics on http://{}/metrics", server.address());
+            Some(server)
+        }
+        None => None,
+    };
     log::info!("serving the API on {}", options.socket.display());
-    let state = ApiState::new(controller.clone()).with_tracer(tracer);
+    let state = ApiState::new(controller.clone())
+        .with_metrics(metrics)
+        .with_tracer(tracer);
     crate::api::serve(&options.socket, state, shutdown).await?;
+    if let Some(server) = metrics_server
+        && let Err(e) = server.stop().await
+    {
+        log::warn!("{e}");
+    }
     watcher.abort();
     trace_drain.abort();
     log::info!("stopped; enforcement stays in place through the pinned links");

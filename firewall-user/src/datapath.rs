@@ -21,12 +21,14 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+mod fill;
 pub mod pinning;
 mod placement;
 mod readback;
 mod swap;
 mod telemetry;
 
+pub use fill::MapFill;
 pub use telemetry::{DropPair, TRACE_CTX_LEN};
 
 /// The compiled programs, built by `build.rs` from the `firewall-ebpf` crate.

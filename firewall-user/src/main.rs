@@ -96,6 +96,10 @@ struct DaemonArgs {
     /// Where the maps and links are pinned (`firewall conntrack` looks in the default).
     #[arg(long, default_value = firewall::daemon::PIN_ROOT)]
     pin_root: PathBuf,
+    /// Serve Prometheus metrics on GET /metrics at this address, such as 127.0.0.1:9477
+    /// (no authentication: keep it on loopback or a private network). Off unless given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     conntrack: ConntrackArgs,
 }
@@ -219,6 +223,7 @@ fn execute(command: Command, socket: &std::path::Path) -> anyhow::Result<ExitCod
                     policy_quota_per_source: args.policy_quota,
                     ..firewall::model::Limits::default()
                 },
+                metrics_addr: args.metrics_addr,
             })?;
             Ok(ExitCode::SUCCESS)
         }

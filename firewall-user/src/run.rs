@@ -11,7 +11,8 @@ use firewall_common::maps::Stat;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    attach, conntrack,
+    attach,
+    conntrack::{self, ConntrackFigures},
     datapath::{Datapath, LoadOptions},
     events,
     policy::{self, CompiledPolicy, Policy},
@@ -175,34 +176,4 @@ pub fn print_counters(datapath: &Datapath, policy: &Policy) -> anyhow::Result<()
         println!("  {label:<40} {value:>10}");
     }
     Ok(())
-}
-
-/// The conntrack map's life in numbers.
-struct ConntrackFigures {
-    created: u64,
-    deleted: u64,
-    flushed: u64,
-    insert_failed: u64,
-    present: u64,
-}
-
-impl ConntrackFigures {
-    fn read(datapath: &Datapath) -> anyhow::Result<ConntrackFigures> {
-        Ok(ConntrackFigures {
-            created: datapath.stat(Stat::ConntrackCreated)?,
-            deleted: datapath.stat(Stat::ConntrackDeleted)?,
-            flushed: datapath.stat(Stat::ConntrackFlushed)?,
-            insert_failed: datapath.stat(Stat::ConntrackInsertFailed)?,
-            present: conntrack::count(&datapath.conntrack()?)?,
-        })
-    }
-
-    /// Every created flow was deleted, flushed, is present, or was dropped by the LRU map,
-    /// which tells no one: the remainder is the LRU's count.
-    fn reclaimed(&self) -> u64 {
-        self.created
-            .saturating_sub(self.deleted)
-            .saturating_sub(self.flushed)
-            .saturating_sub(self.present)
-    }
 }

@@ -86,7 +86,8 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Applies a change under the controller's lock.
+/// Applies a change under the controller's lock, timing it into the API's metrics (refused
+/// changes included).
 ///
 /// [`Controller::apply`](crate::daemon::controller::Controller::apply) is synchronous and
 /// may take milliseconds (it rewrites kernel maps), so it runs on tokio's blocking pool with
@@ -98,7 +99,14 @@ impl IntoResponse for Failure {
 /// lock is released then, and the controller keeps whatever state the panic left).
 pub(crate) async fn apply(state: &ApiState, change: Change) -> Result<Applied, Failure> {
     let mut controller = state.controller.clone().lock_owned().await;
-    match tokio::task::spawn_blocking(move || controller.apply(change)).await {
+    let metrics = state.metrics.clone();
+    let timed = move || {
+        let started = std::time::Instant::now();
+        let outcome = controller.apply(change);
+        metrics.observe_apply(started.elapsed());
+        outcome
+    };
+    match tokio::task::spawn_blocking(timed).await {
         Ok(outcome) => Ok(outcome?),
         Err(join) => Err(Failure::internal(format!(
             "applying the change failed: {join}"

@@ -127,6 +127,13 @@ pub(super) async fn run(socket: &Path, command: ClientCommand) -> Result<String,
             }
             Ok(render_fields(&decode::<Value>(&reply)?))
         }
+        C::Stats { json } => {
+            let reply = call(socket, Method::GET, "/v1/stats", None).await?;
+            if json {
+                return pretty(&reply);
+            }
+            Ok(super::stats::stats_table(&decode(&reply)?))
+        }
     }
 }
 

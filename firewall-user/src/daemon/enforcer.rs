@@ -22,7 +22,7 @@ use firewall_common::Hook;
 use thiserror::Error;
 
 use crate::{
-    datapath::{Datapath, DatapathError, LoadOptions, pinning},
+    datapath::{Datapath, DatapathError, LoadOptions, MapFill, pinning},
     policy::CompiledPolicy,
     update::{self, UpdateSummary},
 };
@@ -107,6 +107,11 @@ impl Enforcer {
     /// What the maps hold now.
     pub fn enforced(&self) -> &CompiledPolicy {
         &self.enforced
+    }
+
+    /// How full the ipcache and policy maps and the rule id space are, for what they hold.
+    pub fn policy_fill(&self) -> [MapFill; 7] {
+        self.datapath.policy_fill(&self.enforced)
     }
 
     /// The datapath, for counters and conntrack.
