@@ -20,7 +20,11 @@ use tokio::{
 };
 
 use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns};
-use crate::{datapath::LoadOptions, model::Limits};
+use crate::{
+    datapath::LoadOptions,
+    flows::{self, FlowLog, FlowOptions, Unreported},
+    model::Limits,
+};
 
 /// Where pins live; the layout version is a directory below.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/firewall";
@@ -42,6 +46,8 @@ pub struct DaemonOptions {
     pub load: LoadOptions,
     /// Quotas and limits.
     pub limits: Limits,
+    /// Flow records kept in memory and logged.
+    pub flows: FlowOptions,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -58,8 +64,13 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
 async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     let patterns = Patterns::new(&options.interfaces).map_err(anyhow::Error::msg)?;
-    let enforcer =
+    // Before the datapath, so that a log that cannot be written stops nothing half done.
+    let flow_log = options.flows.log.clone().map(FlowLog::start).transpose()?;
+    let mut enforcer =
         Enforcer::open(&options.pin_root, &options.load).context("loading the datapath")?;
+    // Taken before the controller, and the datapath with it, go behind the lock.
+    let flow_ring = enforcer.datapath().take_flow_events()?;
+    let flow_stats = Unreported::open(enforcer.datapath())?;
     let (mut controller, reconciled) =
         Controller::open(&options.state_dir, options.limits, Some(enforcer))
             .context("opening the store")?;
@@ -75,6 +86,14 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
         log::info!("imported {}: revision {}", path.display(), applied.revision);
     }
     controller.set_patterns(patterns.as_strings());
+    let collecting = flows::start(
+        flow_ring,
+        flow_stats,
+        controller.policy_updates(),
+        options.flows.buffer,
+        flow_log,
+    )
+    .context("starting flow records")?;
     let controller = Arc::new(Mutex::new(controller));
 
     let (changed, mut rescans) = mpsc::channel(1);
@@ -92,15 +111,21 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let hub = collecting.hub().clone();
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
+        // Followers' streams end now, so that open connections can finish.
+        hub.close();
     };
     log::info!("serving the API on {}", options.socket.display());
-    crate::api::serve(&options.socket, controller.clone(), shutdown).await?;
+    let app = crate::api::router(controller.clone())
+        .merge(crate::api::flows::router(collecting.hub().clone()));
+    crate::api::serve_router(&options.socket, app, shutdown).await?;
     watcher.abort();
+    collecting.stop().await;
     log::info!("stopped; enforcement stays in place through the pinned links");
     Ok(())
 }
