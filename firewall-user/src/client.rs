@@ -18,9 +18,11 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 mod commands;
+mod flows;
 mod table;
 mod transport;
 
+pub use flows::{FlowsArgs, VerdictArg};
 pub use transport::{Reply, request};
 
 /// The daemon's API commands, to be flattened into the `firewall` command line.
@@ -154,6 +156,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show flow records: dropped packets and opened flows, with apps, addresses and rules.
+    Flows(FlowsArgs),
     /// Show the daemon's status.
     Status {
         /// Print the daemon's JSON answer.
@@ -339,6 +343,11 @@ pub fn run(socket: &Path, command: ClientCommand, out: &mut dyn Write) -> Result
         .enable_all()
         .build()
         .map_err(ClientError::Local)?;
+    if let ClientCommand::Flows(args) = &command
+        && args.follow
+    {
+        return runtime.block_on(flows::follow(socket, args, out));
+    }
     let text = runtime.block_on(commands::run(socket, command))?;
     out.write_all(text.as_bytes()).map_err(ClientError::Local)
 }

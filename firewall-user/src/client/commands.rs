@@ -119,6 +119,7 @@ pub(super) async fn run(socket: &Path, command: ClientCommand) -> Result<String,
             let reply = call(socket, Method::PUT, &path, Some(body)).await?;
             applied(&reply, json, &format!("Set the egress rules of app {app}"))
         }
+        C::Flows(args) => super::flows::list(socket, &args).await,
         C::Status { json } => {
             let reply = call(socket, Method::GET, "/v1/status", None).await?;
             if json {
@@ -130,7 +131,7 @@ pub(super) async fn run(socket: &Path, command: ClientCommand) -> Result<String,
 }
 
 /// Sends a request and turns a non-2xx answer into [`ClientError::Refused`].
-async fn call(
+pub(super) async fn call(
     socket: &Path,
     method: Method,
     path: &str,
@@ -140,6 +141,11 @@ async fn call(
     if (200..300).contains(&reply.status) {
         return Ok(reply);
     }
+    Err(refusal(&reply))
+}
+
+/// The daemon's refusal in a non-2xx answer.
+pub(super) fn refusal(reply: &Reply) -> ClientError {
     let message = match serde_json::from_slice::<ErrorBody>(&reply.body) {
         Ok(body) => body.error,
         Err(_) => format!(
@@ -148,10 +154,10 @@ async fn call(
             String::from_utf8_lossy(&reply.body).trim()
         ),
     };
-    Err(ClientError::Refused {
+    ClientError::Refused {
         status: reply.status,
         message,
-    })
+    }
 }
 
 fn policy_body(
@@ -204,12 +210,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ClientError> {
     serde_json::to_vec(value).map_err(|e| ClientError::Input(format!("encoding the request: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(reply: &Reply) -> Result<T, ClientError> {
+pub(super) fn decode<T: DeserializeOwned>(reply: &Reply) -> Result<T, ClientError> {
     serde_json::from_slice(&reply.body).map_err(|e| ClientError::Unexpected(e.to_string()))
 }
 
 /// The answer as indented JSON.
-fn pretty(reply: &Reply) -> Result<String, ClientError> {
+pub(super) fn pretty(reply: &Reply) -> Result<String, ClientError> {
     let value: Value = decode(reply)?;
     let text =
         serde_json::to_string_pretty(&value).map_err(|e| ClientError::Unexpected(e.to_string()))?;

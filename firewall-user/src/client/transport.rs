@@ -5,7 +5,7 @@ use std::{io, path::Path, time::Duration};
 use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request,
-    body::Bytes,
+    body::{Bytes, Incoming},
     header::{CONTENT_TYPE, HOST},
 };
 use hyper_util::rt::TokioIo;
@@ -82,6 +82,97 @@ async fn exchange(
         .to_bytes();
     driver.abort();
     Ok(Reply { status, body })
+}
+
+/// An answer whose body is read as it arrives, for streams that do not end by themselves.
+pub(super) struct Streaming {
+    /// HTTP status code.
+    pub(super) status: u16,
+    body: Incoming,
+    socket: std::path::PathBuf,
+    driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+}
+
+impl Streaming {
+    /// The next piece of the body; `None` when the daemon ends it.
+    ///
+    /// # Errors
+    /// As [`request`], when the connection fails.
+    pub(super) async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| transport_error(&self.socket, e))?;
+            if let Ok(data) = frame.into_data() {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole remaining body, for an error answer.
+    ///
+    /// # Errors
+    /// As [`request`], when the connection fails.
+    pub(super) async fn rest(mut self) -> Result<Reply, ClientError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status: self.status,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Sends `GET path_and_query` to the daemon at `socket` and returns as soon as the answer's
+/// head is in; the body is read with [`Streaming::next_chunk`], without a time limit. The
+/// head must come within 30 s.
+///
+/// # Errors
+/// As [`request`].
+pub(super) async fn stream(socket: &Path, path_and_query: &str) -> Result<Streaming, ClientError> {
+    let open = async {
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|e| connect_error(socket, e))?;
+        let transport = |e: hyper::Error| transport_error(socket, e);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(transport)?;
+        let driver = tokio::spawn(connection);
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path_and_query)
+            .header(HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Input(format!("building the request: {e}")))?;
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                driver.abort();
+                return Err(transport(e));
+            }
+        };
+        Ok(Streaming {
+            status: response.status().as_u16(),
+            body: response.into_body(),
+            socket: socket.to_path_buf(),
+            driver,
+        })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, open).await {
+        Ok(streaming) => streaming,
+        Err(_) => Err(ClientError::Timeout {
+            path: socket.to_path_buf(),
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        }),
+    }
 }
 
 fn connect_error(socket: &Path, error: io::Error) -> ClientError {
