@@ -2,9 +2,9 @@
 //! `file-rotate` crate: `PATH` is written, `PATH.1` is the newest rotated file, `PATH.K` the
 //! oldest kept).
 //!
-//! Records are serialised and written on a thread of their own, fed through a bounded queue:
-//! the collector never waits for the disk. When the queue is full the batch is dropped and
-//! counted. A failed write is logged (once, until writing works again) and counted, never
+//! Records are serialised and written on a thread of their own, fed through a queue bounded
+//! in records: the collector never waits for the disk. When the queue is full the batch is
+//! dropped and counted. A failed write is logged (once, until writing works again) and counted, never
 //! fatal: the daemon goes on enforcing and serving records.
 
 use std::{
@@ -13,7 +13,8 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        mpsc::{self, Receiver, SyncSender, TrySendError},
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{self, Receiver, Sender},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -27,8 +28,9 @@ use super::{FlowError, record::FlowRecord};
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Rotated files kept beside the current one, unless told otherwise.
 pub const DEFAULT_FILES: usize = 5;
-/// Batches of records waiting for the writer before new ones are dropped.
-const QUEUE: usize = 256;
+/// Records waiting for the writer before new ones are dropped (they are shared with the
+/// in-memory buffer, so a full queue costs little beyond what it holds alone).
+const QUEUE: usize = 64 * 1024;
 /// Bytes written at once at most (a rotated file passes its size by at most this much).
 const CHUNK: usize = 64 * 1024;
 
@@ -57,7 +59,9 @@ pub struct FlowLogSummary {
 /// The flow log's writer thread and its queue.
 pub struct FlowLog {
     path: PathBuf,
-    queue: Option<SyncSender<Vec<Arc<FlowRecord>>>>,
+    queue: Option<Sender<Vec<Arc<FlowRecord>>>>,
+    /// Records sent and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
     thread: Option<JoinHandle<FlowLogSummary>>,
     dropped: u64,
     warned: Option<Instant>,
@@ -98,17 +102,20 @@ impl FlowLog {
             .open(&path)
             .map_err(fail)?;
         let options = FlowLogOptions { path, ..options };
-        let (queue, batches) = mpsc::sync_channel(QUEUE);
+        let (queue, batches) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("flow-log".into())
             .spawn({
                 let options = options.clone();
-                move || Writer::new(options).run(&batches)
+                let queued = queued.clone();
+                move || Writer::new(options, queued).run(&batches)
             })
             .map_err(FlowError::LogThread)?;
         Ok(FlowLog {
             path: options.path,
             queue: Some(queue),
+            queued,
             thread: Some(thread),
             dropped: 0,
             warned: None,
@@ -124,22 +131,24 @@ impl FlowLog {
     /// the writer is behind.
     pub fn submit(&mut self, batch: Vec<Arc<FlowRecord>>) {
         let Some(queue) = &self.queue else { return };
-        let count = batch.len() as u64;
-        match queue.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped += count;
-                if self
-                    .warned
-                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
-                {
-                    self.warned = Some(Instant::now());
-                    log::warn!(
-                        "flow log {}: the writer is behind; {} records not written so far",
-                        self.path.display(),
-                        self.dropped
-                    );
-                }
+        let count = batch.len();
+        // Only this side adds and the writer only takes away: the look and the add agree.
+        let sent = self.queued.load(Ordering::Acquire) + count <= QUEUE && {
+            self.queued.fetch_add(count, Ordering::AcqRel);
+            queue.send(batch).is_ok()
+        };
+        if !sent {
+            self.dropped += count as u64;
+            if self
+                .warned
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+            {
+                self.warned = Some(Instant::now());
+                log::warn!(
+                    "flow log {}: the writer is behind; {} records not written so far",
+                    self.path.display(),
+                    self.dropped
+                );
             }
         }
     }
@@ -163,6 +172,7 @@ impl FlowLog {
 /// The writer thread's state.
 struct Writer {
     options: FlowLogOptions,
+    queued: Arc<AtomicUsize>,
     file: FileRotate<AppendCount>,
     summary: FlowLogSummary,
     failing: bool,
@@ -172,7 +182,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(options: FlowLogOptions) -> Writer {
+    fn new(options: FlowLogOptions, queued: Arc<AtomicUsize>) -> Writer {
         let file = open(&options);
         // Small logs are written record by record, so they rotate close to their size.
         let chunk = usize::try_from(options.max_bytes / 8)
@@ -180,6 +190,7 @@ impl Writer {
             .clamp(1, CHUNK);
         Writer {
             options,
+            queued,
             file,
             summary: FlowLogSummary::default(),
             failing: false,
@@ -202,6 +213,7 @@ impl Writer {
     }
 
     fn add(&mut self, batch: &[Arc<FlowRecord>]) {
+        self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         for record in batch {
             if let Err(e) = serde_json::to_writer(&mut self.buffer, &**record) {
                 log::error!("flow log: a record could not be encoded: {e}");
