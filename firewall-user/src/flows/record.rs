@@ -64,7 +64,7 @@ pub struct Icmp {
 ///
 /// ```json
 /// {"time":"2026-12-03T19:19:06.123456789Z","hook":"tc-ingress","interface":"veth1",
-///  "verdict":"drop","reason":"denied-by-default","protocol":"udp",
+///  "ifindex":7,"verdict":"drop","reason":"denied-by-default","protocol":"udp",
 ///  "source":{"address":"198.18.1.10","port":40312,"identity":256,"name":"frontend",
 ///            "kind":"app","org":"bank","space":"prod"},
 ///  "destination":{"address":"198.18.2.10","port":9999,"identity":257,"name":"backend",
