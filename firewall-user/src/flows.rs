@@ -46,8 +46,8 @@ pub enum FlowError {
     /// The flow log path names no file (it is empty, a directory, or ends in `..`).
     #[error("flow log {}: not a file path", .0.display())]
     LogPath(PathBuf),
-    /// The flow log cannot be created or opened for appending.
-    #[error("flow log {}: {source}", .path.display())]
+    /// The flow log cannot be created or opened for appending (the source says why).
+    #[error("flow log {}", .path.display())]
     LogFile {
         /// The file.
         path: PathBuf,
