@@ -5,7 +5,8 @@
 //! - cf-networking's external policy API (`/networking/v1/external/policies`), answering as
 //!   Cloud Foundry's policy server does, so its tooling and payloads work unchanged;
 //! - the daemon's own resources under `/v1`: apps, networks, per-app egress rules, status,
-//!   and the datapath's counters (`/v1/stats`).
+//!   the datapath's counters (`/v1/stats`), flow records (`/v1/flows`, see [`flows`]) and
+//!   traces (`/v1/traceflow`).
 //!
 //! Every error is `{"error": "..."}` with a status from the controller's verdict: 400 invalid,
 //! 403 quota, 404 unknown name or route, 405 wrong method, 409 a datapath map or the rule id
@@ -35,6 +36,7 @@ use crate::{
     metrics::DaemonMetrics,
 };
 
+pub mod flows;
 mod listener;
 mod policies;
 mod reply;
@@ -186,9 +188,20 @@ pub async fn serve(
     state: impl Into<ApiState>,
     shutdown: impl Future,
 ) -> Result<(), ApiError> {
+    serve_router(socket, router(state), shutdown).await
+}
+
+/// As [`serve`], with any router: [`router`] merged with others, such as [`flows::router`].
+///
+/// # Errors
+/// [`ApiError`] if the socket cannot be set up.
+pub async fn serve_router(
+    socket: &Path,
+    app: Router,
+    shutdown: impl Future,
+) -> Result<(), ApiError> {
     let listener = listener::bind(socket)?;
     log::debug!("api: listening on {}", socket.display());
-    let app = router(state);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);

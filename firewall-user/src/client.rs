@@ -18,13 +18,14 @@ use ipnet::IpNet;
 use thiserror::Error;
 
 mod commands;
+mod flows;
 mod stats;
 mod table;
 mod traceflow;
 mod transport;
 
+pub use flows::{FlowsArgs, VerdictArg};
 pub use traceflow::TraceflowArgs;
-
 pub use transport::{Reply, request};
 
 /// The daemon's API commands, to be flattened into the `firewall` command line.
@@ -158,6 +159,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show flow records: dropped packets and opened flows, with apps, addresses and rules.
+    Flows(FlowsArgs),
     /// Show the daemon's status.
     Status {
         /// Print the daemon's JSON answer.
@@ -354,11 +357,16 @@ pub fn run(socket: &Path, command: ClientCommand, out: &mut dyn Write) -> Result
         .enable_all()
         .build()
         .map_err(ClientError::Local)?;
-    // A live trace prints as it goes; every other command prints once, at the end.
-    if let ClientCommand::Traceflow(args) = &command
-        && args.live
-    {
-        return runtime.block_on(traceflow::live(socket, args.clone(), out));
+    // A live trace and a followed flow list print as they go; every other command prints
+    // once, at the end.
+    match &command {
+        ClientCommand::Traceflow(args) if args.live => {
+            return runtime.block_on(traceflow::live(socket, args.clone(), out));
+        }
+        ClientCommand::Flows(args) if args.follow => {
+            return runtime.block_on(flows::follow(socket, args, out));
+        }
+        _ => {}
     }
     let text = runtime.block_on(commands::run(socket, command))?;
     out.write_all(text.as_bytes()).map_err(ClientError::Local)

@@ -24,6 +24,7 @@ use self::{controller::Controller, enforcer::Enforcer, interfaces::Patterns, tra
 use crate::{
     api::ApiState,
     datapath::LoadOptions,
+    flows::{self, FlowLog, FlowOptions, Unreported},
     metrics::{DaemonMetrics, server::MetricsServer},
     model::Limits,
 };
@@ -50,6 +51,8 @@ pub struct DaemonOptions {
     pub limits: Limits,
     /// Where to serve Prometheus metrics (`GET /metrics`); none when not given.
     pub metrics_addr: Option<SocketAddr>,
+    /// Flow records kept in memory and logged.
+    pub flows: FlowOptions,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -66,8 +69,13 @@ pub fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
 async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     let patterns = Patterns::new(&options.interfaces).map_err(anyhow::Error::msg)?;
+    // Before the datapath, so that a log that cannot be written stops nothing half done.
+    let flow_log = options.flows.log.clone().map(FlowLog::start).transpose()?;
     let mut enforcer =
         Enforcer::open(&options.pin_root, &options.load).context("loading the datapath")?;
+    // Taken before the controller, and the datapath with it, go behind the lock.
+    let flow_ring = enforcer.datapath().take_flow_events()?;
+    let flow_stats = Unreported::open(enforcer.datapath())?;
     let (tracer, trace_ring) = Tracer::start(enforcer.datapath()).context("setting up traces")?;
     let trace_drain = tokio::spawn(tracer::drain(tracer.clone(), trace_ring));
     let (mut controller, reconciled) =
@@ -85,6 +93,14 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
         log::info!("imported {}: revision {}", path.display(), applied.revision);
     }
     controller.set_patterns(patterns.as_strings());
+    let collecting = flows::start(
+        flow_ring,
+        flow_stats,
+        controller.policy_updates(),
+        options.flows.buffer,
+        flow_log,
+    )
+    .context("starting flow records")?;
     let controller = Arc::new(Mutex::new(controller));
 
     let (changed, mut rescans) = mpsc::channel(1);
@@ -102,11 +118,14 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let hub = collecting.hub().clone();
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
+        // Followers' streams end now, so that open connections can finish.
+        hub.close();
     };
     let metrics = Arc::new(DaemonMetrics::new());
     let metrics_server = match options.metrics_addr {
@@ -121,7 +140,8 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     let state = ApiState::new(controller.clone())
         .with_metrics(metrics)
         .with_tracer(tracer);
-    crate::api::serve(&options.socket, state, shutdown).await?;
+    let app = crate::api::router(state).merge(crate::api::flows::router(collecting.hub().clone()));
+    crate::api::serve_router(&options.socket, app, shutdown).await?;
     if let Some(server) = metrics_server
         && let Err(e) = server.stop().await
     {
@@ -129,6 +149,7 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     }
     watcher.abort();
     trace_drain.abort();
+    collecting.stop().await;
     log::info!("stopped; enforcement stays in place through the pinned links");
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod conntrack;
 pub mod daemon;
 pub mod datapath;
 pub mod events;
+pub mod flows;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -102,6 +102,8 @@ struct DaemonArgs {
     metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     conntrack: ConntrackArgs,
+    #[command(flatten)]
+    flows: firewall::flows::FlowArgs,
 }
 
 /// Connection tracking sizes and lifetimes of `firewall run` (lifetimes in seconds).
@@ -212,18 +214,21 @@ fn execute(command: Command, socket: &std::path::Path) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon(args) => {
+            let mut load = args.conntrack.load_options();
+            args.flows.apply_rate(&mut load.config)?;
             firewall::daemon::run(firewall::daemon::DaemonOptions {
                 state_dir: args.state_dir,
                 socket: socket.to_path_buf(),
                 policy: args.policy,
                 interfaces: args.interfaces,
                 pin_root: args.pin_root,
-                load: args.conntrack.load_options(),
+                load,
                 limits: firewall::model::Limits {
                     policy_quota_per_source: args.policy_quota,
                     ..firewall::model::Limits::default()
                 },
                 metrics_addr: args.metrics_addr,
+                flows: args.flows.options(),
             })?;
             Ok(ExitCode::SUCCESS)
         }

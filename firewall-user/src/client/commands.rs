@@ -120,6 +120,7 @@ pub(super) async fn run(socket: &Path, command: ClientCommand) -> Result<String,
             applied(&reply, json, &format!("Set the egress rules of app {app}"))
         }
         C::Traceflow(args) => super::traceflow::synthetic(socket, args).await,
+        C::Flows(args) => super::flows::list(socket, &args).await,
         C::Status { json } => {
             let reply = call(socket, Method::GET, "/v1/status", None).await?;
             if json {
@@ -151,7 +152,7 @@ pub(super) async fn call(
     Err(refusal(&reply))
 }
 
-/// The daemon's refusal in a not-2xx answer.
+/// The daemon's refusal in a non-2xx answer.
 pub(super) fn refusal(reply: &Reply) -> ClientError {
     let message = match serde_json::from_slice::<ErrorBody>(&reply.body) {
         Ok(body) => body.error,

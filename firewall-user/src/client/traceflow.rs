@@ -133,12 +133,16 @@ pub(super) async fn live(
         timeout_seconds: args.timeout,
     };
     let body = commands::to_json(&request)?;
-    let json = args.json;
-    let mut print = |line: &[u8]| -> Result<(), ClientError> {
-        let message: LiveMessage = serde_json::from_slice(line)
+    let mut stream =
+        transport::stream(socket, Method::POST, "/v1/traceflow/live", Some(body)).await?;
+    if !(200..300).contains(&stream.status) {
+        return Err(commands::refusal(&stream.rest().await?));
+    }
+    while let Some(line) = stream.next_line().await? {
+        let message: LiveMessage = serde_json::from_slice(&line)
             .map_err(|e| ClientError::Unexpected(format!("a live trace line: {e}")))?;
-        let text = if json {
-            String::from_utf8_lossy(line).into_owned()
+        let text = if args.json {
+            String::from_utf8_lossy(&line).into_owned()
         } else {
             match message {
                 LiveMessage::Armed { host, trace_id } => {
@@ -152,14 +156,7 @@ pub(super) async fn live(
         };
         writeln!(out, "{text}")
             .and_then(|()| out.flush())
-            .map_err(ClientError::Local)
-    };
-    transport::stream(
-        socket,
-        Method::POST,
-        "/v1/traceflow/live",
-        Some(body),
-        &mut print,
-    )
-    .await
+            .map_err(ClientError::Local)?;
+    }
+    Ok(())
 }

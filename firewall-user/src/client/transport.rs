@@ -92,52 +92,118 @@ async fn send(
     let request = request
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| ClientError::Input(format!("building the request: {e}")))?;
-    let response = sender.send_request(request).await.map_err(transport)?;
-    Ok((response, driver))
+    match sender.send_request(request).await {
+        Ok(response) => Ok((response, driver)),
+        Err(e) => {
+            driver.abort();
+            Err(transport(e))
+        }
+    }
 }
 
-/// Sends a request whose answer is a stream of lines (NDJSON) and hands each line, without
-/// its newline, to `on_line` as it arrives, until the daemon ends the stream. No overall
-/// time limit: the daemon ends streams itself. A refusal (status not 2xx) is read whole
-/// and returned as [`ClientError::Refused`].
+/// An answer whose body is read as it arrives, for streams that do not end by themselves.
+pub(super) struct Streaming {
+    /// HTTP status code.
+    pub(super) status: u16,
+    body: Incoming,
+    socket: std::path::PathBuf,
+    driver: JoinHandle<Result<(), hyper::Error>>,
+    /// Bytes read past the last line handed out.
+    pending: Vec<u8>,
+}
+
+impl Streaming {
+    /// The next piece of the body; `None` when the daemon ends it.
+    ///
+    /// # Errors
+    /// As [`request`], when the connection fails.
+    pub(super) async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| transport_error(&self.socket, e))?;
+            if let Ok(data) = frame.into_data() {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next line of the body without its newline, skipping empty lines; `None` when
+    /// the daemon ends the body.
+    ///
+    /// # Errors
+    /// As [`request`], when the connection fails.
+    pub(super) async fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|byte| *byte == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.is_empty() {
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            match self.next_chunk().await? {
+                Some(chunk) => self.pending.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The whole remaining body, for an error answer.
+    ///
+    /// # Errors
+    /// As [`request`], when the connection fails.
+    pub(super) async fn rest(mut self) -> Result<Reply, ClientError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            status: self.status,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Sends `method path_and_query` (with an optional JSON body) to the daemon at `socket`
+/// and returns as soon as the answer's head is in; the body is read with
+/// [`Streaming::next_line`] or [`Streaming::next_chunk`], without a time limit. The head must
+/// come within 30 s.
 ///
 /// # Errors
-/// As [`request`], and whatever `on_line` returns.
-pub async fn stream(
+/// As [`request`].
+pub(super) async fn stream(
     socket: &Path,
     method: Method,
     path_and_query: &str,
     body: Option<Vec<u8>>,
-    on_line: &mut dyn FnMut(&[u8]) -> Result<(), ClientError>,
-) -> Result<(), ClientError> {
-    let (response, driver) = send(socket, method, path_and_query, body).await?;
-    let transport = |e: hyper::Error| transport_error(socket, e);
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    if !(200..300).contains(&status) {
-        let bytes = body.collect().await.map_err(transport)?.to_bytes();
-        driver.abort();
-        return Err(super::commands::refusal(&Reply {
-            status,
-            body: bytes,
-        }));
+) -> Result<Streaming, ClientError> {
+    let open = async {
+        let (response, driver) = send(socket, method, path_and_query, body).await?;
+        Ok(Streaming {
+            status: response.status().as_u16(),
+            body: response.into_body(),
+            socket: socket.to_path_buf(),
+            driver,
+            pending: Vec::new(),
+        })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, open).await {
+        Ok(streaming) => streaming,
+        Err(_) => Err(ClientError::Timeout {
+            path: socket.to_path_buf(),
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        }),
     }
-    let mut pending = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(transport)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            if line.len() > 1 {
-                on_line(&line[..line.len() - 1])?;
-            }
-        }
-    }
-    driver.abort();
-    Ok(())
 }
 
 fn connect_error(socket: &Path, error: io::Error) -> ClientError {

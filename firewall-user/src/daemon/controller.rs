@@ -8,15 +8,16 @@
 //! the commit, the next start reconciles the pinned maps with the store: an accepted change
 //! is never lost.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use thiserror::Error;
+use tokio::sync::watch;
 
 use super::enforcer::{Attached, Enforcer};
 use crate::{
     datapath::DatapathError,
     model::{Change, Limits, Model, ModelError},
-    policy::CompiledPolicy,
+    policy::{CompiledPolicy, Policy},
     store::{Store, StoreError},
     update::UpdateSummary,
 };
@@ -102,6 +103,8 @@ pub struct Controller {
     limits: Limits,
     enforcer: Option<Enforcer>,
     patterns: Vec<String>,
+    /// The policy in force, for readers that must not wait for the lock (flow records).
+    published: watch::Sender<Arc<Policy>>,
 }
 
 impl Controller {
@@ -117,9 +120,10 @@ impl Controller {
     ) -> Result<(Controller, Option<Applied>), ControlError> {
         let store = Store::open(state_dir)?;
         let model = store.load()?;
+        let policy = model.to_policy();
         let reconciled = match enforcer.as_mut() {
             Some(enforcer) => {
-                let desired = model.to_policy().compile();
+                let desired = policy.compile();
                 enforcer.check_capacity(&desired)?;
                 Some(enforcer.update(&desired)?.into())
             }
@@ -131,6 +135,7 @@ impl Controller {
             limits,
             enforcer,
             patterns: Vec::new(),
+            published: watch::Sender::new(Arc::new(policy)),
         };
         Ok((controller, reconciled))
     }
@@ -150,7 +155,8 @@ impl Controller {
     /// See [`ControlError`].
     pub fn apply(&mut self, change: Change) -> Result<Applied, ControlError> {
         let next = self.model.apply(&change, &self.limits)?;
-        let desired: CompiledPolicy = next.to_policy().compile();
+        let policy = next.to_policy();
+        let desired: CompiledPolicy = policy.compile();
         if let Some(enforcer) = &self.enforcer {
             enforcer.check_capacity(&desired).map_err(|e| match e {
                 DatapathError::Capacity { .. } => ControlError::Full(e.to_string()),
@@ -175,7 +181,13 @@ impl Controller {
             None => Applied::default(),
         };
         self.model = next;
+        self.published.send_replace(Arc::new(policy));
         Ok(applied)
+    }
+
+    /// The policy in force now and after every accepted change, without the lock.
+    pub fn policy_updates(&self) -> watch::Receiver<Arc<Policy>> {
+        self.published.subscribe()
     }
 
     /// The current model.
