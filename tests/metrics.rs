@@ -13,20 +13,17 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use firewall::{
-    policy,
-    testbed::{self, Testbed},
-};
+use firewall::testbed;
 use prometheus_parse::{Scrape, Value};
 use serde_json::Value as Json;
-use support::traffic::eventually;
-
-const BIN: &str = env!("CARGO_BIN_EXE_firewall");
+use support::{
+    daemon::{BIN, Setup},
+    traffic::eventually,
+};
 
 const POLICY: &str = "\
 apps:
@@ -44,104 +41,6 @@ const DENIED: u64 = 7;
 const PAYLOAD: usize = 100;
 /// Bytes of one datagram's frame as the hooks see it: Ethernet, IPv4, UDP, payload.
 const FRAME: u64 = 14 + 20 + 8 + PAYLOAD as u64;
-
-/// A scratch directory, a pin root and a daemon, all removed on drop.
-struct Setup {
-    dir: PathBuf,
-    pin_root: PathBuf,
-    socket: PathBuf,
-    daemon: Option<Child>,
-}
-
-impl Setup {
-    fn new(name: &str) -> Setup {
-        let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!("firewall-{name}-{pid}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy file");
-        Setup {
-            pin_root: PathBuf::from(format!("/sys/fs/bpf/firewall-{name}-{pid}")),
-            socket: dir.join("firewall.sock"),
-            dir,
-            daemon: None,
-        }
-    }
-
-    /// The daemon's command line on this setup's store, socket, pin root and policy file.
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--pin-root")
-            .arg(&self.pin_root)
-            .arg("--policy")
-            .arg(self.dir.join("policy.yaml"))
-            .args(extra);
-        command
-    }
-
-    fn start(&mut self, extra: &[&str]) {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("log file");
-        let child = self
-            .command(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        self.daemon = Some(child);
-        let up = eventually(Duration::from_secs(15), || {
-            self.cli(&["status", "--json"]).status.success()
-        });
-        assert!(up, "the daemon did not come up:\n{}", self.log());
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run the CLI")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "firewall {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Json {
-        serde_json::from_str(&self.ok(args)).expect("JSON answer")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new(BIN)
-            .args(["daemon", "--uninstall", "--pin-root"])
-            .arg(&self.pin_root)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A loopback port nothing listens on right now.
 fn free_port() -> u16 {
@@ -225,14 +124,13 @@ fn receive(namespace: &str, at: SocketAddr, count: u64) -> std::thread::JoinHand
 
 #[test]
 fn metrics_and_stats_report_exactly_the_traffic_sent() {
-    let policy = policy::parse_str(POLICY, "metrics test").expect("policy");
-    let bed = Testbed::up("mtst", &testbed::hosts_of(&policy)).expect("testbed");
+    let bed = support::daemon::testbed("mtst", POLICY);
     let frontend = bed.host("frontend").expect("frontend").namespace.clone();
     let backend = bed.host("backend").expect("backend").namespace.clone();
-    let mut setup = Setup::new("mt");
+    let mut setup = Setup::new("mt", POLICY);
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let address = metrics.to_string();
-    setup.start(&["--iface", "fwmtst[0-9]", "--metrics-addr", &address]);
+    setup.start_with(&["fwmtst[0-9]"], &["--metrics-addr", &address]);
     let attached = eventually(Duration::from_secs(5), || {
         setup.json(&["status", "--json"])["interfaces"]
             .as_array()
@@ -419,9 +317,9 @@ fn walking_a_big_conntrack_map_holds_up_neither_scrapes_nor_changes() {
     // map's 524,288 so the LRU map evicts none of them.
     const FLOWS: u32 = 300_000;
     const MORE: u32 = 1_000;
-    let mut setup = Setup::new("mtw");
+    let mut setup = Setup::new("mtw", POLICY);
     let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    setup.start(&["--metrics-addr", &metrics.to_string()]);
+    setup.start_with(&[], &["--metrics-addr", &metrics.to_string()]);
     fill_conntrack(&setup.pin_root, 1, FLOWS);
     let entries = |body: &str| {
         let scraped = Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("parses");
@@ -449,31 +347,42 @@ fn walking_a_big_conntrack_map_holds_up_neither_scrapes_nor_changes() {
     );
 
     // A change made while a walk runs does not wait for it: the walk runs outside the
-    // controller's lock.
-    let walker = {
-        let (bin, socket) = (BIN, setup.socket.clone());
-        std::thread::spawn(move || {
-            Command::new(bin)
-                .arg("--socket")
-                .arg(socket)
-                .args(["stats", "--json"])
-                .output()
-                .expect("stats")
-        })
-    };
-    std::thread::sleep(walk / 4);
-    let started = Instant::now();
-    setup.ok(&[
-        "add-network-policy",
-        "frontend",
-        "--destination-app",
-        "backend",
-    ]);
-    let change = started.elapsed();
-    assert!(walker.join().expect("walker").status.success());
+    // controller's lock. A change that waited would take three quarters of a walk every
+    // time; one that did not can still be slowed by a busy machine now and then, so it gets
+    // three tries.
+    let mut changes = Vec::new();
+    for port in ["8081", "8082", "8083"] {
+        let walker = {
+            let (bin, socket) = (BIN, setup.socket.clone());
+            std::thread::spawn(move || {
+                Command::new(bin)
+                    .arg("--socket")
+                    .arg(socket)
+                    .args(["stats", "--json"])
+                    .output()
+                    .expect("stats")
+            })
+        };
+        std::thread::sleep(walk / 4);
+        let started = Instant::now();
+        setup.ok(&[
+            "add-network-policy",
+            "frontend",
+            "--destination-app",
+            "backend",
+            "--port",
+            port,
+        ]);
+        let change = started.elapsed();
+        assert!(walker.join().expect("walker").status.success());
+        changes.push(change);
+        if change * 2 < walk {
+            break;
+        }
+    }
     assert!(
-        change * 2 < walk,
-        "a change took {change:?} during a walk of {walk:?}: it waited for the walk"
+        changes.iter().any(|change| *change * 2 < walk),
+        "changes took {changes:?} during walks of {walk:?}: they waited for the walk"
     );
 
     // A scrape after the age limit answers at once with the old count and has it refreshed
@@ -498,7 +407,7 @@ fn walking_a_big_conntrack_map_holds_up_neither_scrapes_nor_changes() {
 
 #[test]
 fn a_taken_metrics_address_stops_the_daemon_with_a_clear_error() {
-    let setup = Setup::new("mtb");
+    let setup = Setup::new("mtb", POLICY);
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
     let out = setup

@@ -36,7 +36,7 @@ impl Hook {
 /// One flow record or trace observation. 80 bytes.
 ///
 /// The datapath sends a flow record through `FLOW_EVENTS` for every dropped packet and for
-/// the first packet of every flow it opens, within a per-CPU rate (see `Config::event_interval_ns`);
+/// the first packet of every flow it opens (once, at the first hook that tracks it), within a per-CPU rate (see `Config::event_interval_ns`);
 /// and a trace observation through `TRACE_EVENTS` for every packet a trace marks (see
 /// [`TraceControl`](crate::trace::TraceControl)), with `trace_id` set.
 #[repr(C)]

@@ -85,7 +85,7 @@ pub mod capacity {
     /// Identity pairs with drop counters; the least recently dropped pair makes room.
     pub const DROP_PAIRS: u32 = 16_384;
     /// Bytes of the flow record ring buffer (a power of two, a multiple of the page size):
-    /// 3,276 records of 80 bytes with their 8-byte headers.
+    /// 2,978 records of 80 bytes with their 8-byte headers.
     pub const FLOW_EVENTS_BYTES: u32 = 256 * 1024;
     /// Bytes of the trace observation ring buffer.
     pub const TRACE_EVENTS_BYTES: u32 = 64 * 1024;

@@ -75,8 +75,11 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config, tracing
         return related(pkt, flow, now, config);
     }
     let Some(key) = flow_key(flow) else {
-        // ICMP other than echo and errors: judged alone, never tracked.
-        return policy::decide(config.generation, flow);
+        // ICMP other than echo and errors: judged alone, never tracked; each allowed one is
+        // a flow of its own.
+        let mut outcome = policy::decide(config.generation, flow);
+        outcome.opened = outcome.reason == Reason::Policy;
+        return outcome;
     };
     let syn_only = flow.protocol == IPPROTO_TCP && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let stored = CONNTRACK.get_ptr_mut(&key);
@@ -89,9 +92,14 @@ pub fn track<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config, tracing
             return follow(entry, &reverse, flow, true, now, config, tracing);
         }
     }
-    let outcome = policy::decide(config.generation, flow);
-    if !tracing && outcome.reason == Reason::Policy && opens(flow) {
-        open(&key, stored, flow, &outcome, now, config);
+    let mut outcome = policy::decide(config.generation, flow);
+    if outcome.reason == Reason::Policy && opens(flow) {
+        // A SYN of a flow tracked already (retransmitted, or crossing a second hook on this
+        // host) renews the flow; it does not begin another.
+        outcome.opened = !stored.is_some_and(|e| is_live(e, now, config));
+        if !tracing {
+            open(&key, stored, flow, &outcome, now, config);
+        }
     }
     outcome
 }
@@ -194,6 +202,7 @@ fn follow(
                     rule_id: 0,
                     source_identity,
                     destination_identity,
+                    opened: false,
                 };
             }
         }
@@ -234,6 +243,7 @@ fn tracked(reply: bool, rule_id: u32, source: u32, destination: u32) -> Outcome 
         rule_id,
         source_identity,
         destination_identity,
+        opened: false,
     }
 }
 
@@ -293,6 +303,7 @@ fn related<P: Packet>(pkt: &P, flow: &Flow, now: u64, config: &Config) -> Outcom
         rule_id: 0,
         source_identity: policy::identity_of(generation, flow.family, &flow.source),
         destination_identity: policy::identity_of(generation, flow.family, &flow.destination),
+        opened: false,
     };
     if let Some(quoted) = parse::quoted_flow(pkt, flow) {
         let found = match live(&quoted, now, config) {
@@ -351,12 +362,14 @@ pub fn later_fragment(flow: &Flow, now: u64, config: &Config) -> Outcome {
             rule_id: first.rule_id,
             source_identity: first.source_identity,
             destination_identity: first.destination_identity,
+            opened: false,
         },
         _ => Outcome {
             reason: Reason::Fragment,
             rule_id: 0,
             source_identity: 0,
             destination_identity: 0,
+            opened: false,
         },
     }
 }

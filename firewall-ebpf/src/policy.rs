@@ -87,12 +87,14 @@ pub fn decide(generation: u8, flow: &Flow) -> Outcome {
             rule_id,
             source_identity,
             destination_identity,
+            opened: false,
         },
         None => Outcome {
             reason: Reason::DeniedByDefault,
             rule_id: 0,
             source_identity,
             destination_identity,
+            opened: false,
         },
     }
 }

@@ -62,6 +62,11 @@ pub struct Outcome {
     pub rule_id: u32,
     pub source_identity: Identity,
     pub destination_identity: Identity,
+    /// Whether the packet began a flow: the policy allowed it and no live flow of its tuple
+    /// was tracked before (a SYN retransmitted, or seen again at a second hook, is not a
+    /// new flow), or it is a message the datapath does not track. Counted per rule, and
+    /// reported as a flow record.
+    pub opened: bool,
 }
 
 impl Outcome {
@@ -72,6 +77,7 @@ impl Outcome {
             rule_id: 0,
             source_identity: reserved::UNSET,
             destination_identity: reserved::UNSET,
+            opened: false,
         }
     }
 }
@@ -127,7 +133,7 @@ fn classify_as<P: Packet>(
     }
     let len = pkt.len();
     count(&REASON_COUNTERS, outcome.reason as u32, len);
-    let opened = outcome.reason == Reason::Policy;
+    let opened = outcome.opened;
     if outcome.rule_id != 0 {
         count_rule(outcome.rule_id, len, opened);
     }

@@ -5,8 +5,8 @@
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Child, Command, Stdio},
     sync::mpsc,
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -15,15 +15,19 @@ use std::{
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap};
 use firewall::{
     datapath::pinning,
-    policy,
     testbed::{self, Testbed},
 };
-use firewall_common::{Counter, Reason, maps};
+use firewall_common::{Counter, Reason, RuleCounter, maps};
+
+/// Rule ids the tests' policies can reach: the policy file has none, and the tests add a
+/// few through the API.
+const RULE_IDS: u32 = 64;
 use serde_json::Value;
 
-use crate::support::traffic::eventually;
-
-const BIN: &str = env!("CARGO_BIN_EXE_firewall");
+use crate::support::{
+    daemon::{BIN, Setup},
+    traffic::eventually,
+};
 
 pub const POLICY: &str = "\
 apps:
@@ -32,105 +36,39 @@ apps:
 ";
 
 pub fn testbed(name: &str) -> Testbed {
-    let policy = policy::parse_str(POLICY, "flow test").expect("policy");
-    Testbed::up(name, &testbed::hosts_of(&policy)).expect("testbed")
+    crate::support::daemon::testbed(name, POLICY)
 }
 
 pub fn backend(port: u16) -> SocketAddr {
     SocketAddr::new("198.18.2.10".parse().expect("address"), port)
 }
 
-/// A daemon enforcing on the testbed's interfaces.
+/// A daemon enforcing on the testbed's interfaces: the shared [`Setup`] (store, socket,
+/// pin root, CLI, clean-up on drop) with the flow tests' own readings.
 pub struct Daemon {
-    pub dir: PathBuf,
-    pub pin_root: PathBuf,
-    pub socket: PathBuf,
-    child: Option<Child>,
+    setup: Setup,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Setup;
+
+    fn deref(&self) -> &Setup {
+        &self.setup
+    }
 }
 
 impl Daemon {
     /// Starts `firewall daemon` on `patterns` with `extra` flags, imports [`POLICY`], and
     /// waits until both testbed interfaces are attached.
     pub fn start(name: &str, patterns: &[&str], extra: &[&str]) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("firewall-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        std::fs::write(dir.join("policy.yaml"), POLICY).expect("policy file");
-        let mut daemon = Daemon {
-            pin_root: PathBuf::from(format!(
-                "/sys/fs/bpf/firewall-{name}-{}",
-                std::process::id()
-            )),
-            socket: dir.join("firewall.sock"),
-            dir,
-            child: None,
-        };
-        let mut command = daemon.command(extra);
-        command.arg("--policy").arg(daemon.dir.join("policy.yaml"));
-        for pattern in patterns {
-            command.arg("--iface").arg(pattern);
-        }
-        let log = std::fs::File::create(daemon.dir.join("daemon.log")).expect("log file");
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        daemon.child = Some(child);
-        let up = eventually(Duration::from_secs(15), || {
-            daemon.cli(&["status", "--json"]).status.success()
-        });
-        assert!(up, "the daemon did not come up:\n{}", daemon.log());
+        let mut setup = Setup::new(name, POLICY);
+        setup.start_with(patterns, extra);
         let attached = eventually(Duration::from_secs(10), || {
-            let status = daemon.json(&["status", "--json"]);
+            let status = setup.json(&["status", "--json"]);
             status["interfaces"].as_array().map_or(0, Vec::len) == patterns.len() * 2
         });
-        assert!(attached, "not attached:\n{}", daemon.log());
-        daemon
-    }
-
-    /// The daemon's command line on this setup's store, socket and pin root.
-    pub fn command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--pin-root")
-            .arg(&self.pin_root)
-            .args(extra);
-        command
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run the CLI")
-    }
-
-    /// A CLI command that must succeed; its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "firewall {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).expect("JSON output")
+        assert!(attached, "not attached:\n{}", setup.log());
+        Daemon { setup }
     }
 
     /// The records `firewall flows ARGS --json` lists.
@@ -170,10 +108,6 @@ impl Daemon {
         }
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
     /// The identity of an app, from `firewall apps --json`.
     pub fn identity(&self, app: &str) -> u32 {
         let apps = self.json(&["apps", "--json"]);
@@ -191,19 +125,28 @@ impl Daemon {
         Map::from_map_data(MapData::from_pin(&path).expect("open pin")).expect("map")
     }
 
-    /// Flow records the datapath tried to send: every drop and every opened flow, by the
-    /// per-reason counters.
+    /// Flow records the datapath tried to send: every drop, by the per-reason counters, and
+    /// every opened flow, by the per-rule counters of the test's rules.
     pub fn records_attempted(&self) -> u64 {
         let counters: PerCpuArray<MapData, Counter> =
             PerCpuArray::try_from(self.pin(maps::REASON_COUNTERS)).expect("reason counters");
-        Reason::ALL
+        let drops: u64 = Reason::ALL
             .iter()
-            .filter(|r| r.verdict() == firewall_common::Verdict::Drop || **r == Reason::Policy)
+            .filter(|r| r.verdict() == firewall_common::Verdict::Drop)
             .map(|r| {
                 let values = counters.get(&u32::from(*r as u8), 0).expect("counter");
                 values.iter().map(|c| c.packets).sum::<u64>()
             })
-            .sum()
+            .sum();
+        let rules: PerCpuArray<MapData, RuleCounter> =
+            PerCpuArray::try_from(self.pin(maps::RULE_COUNTERS)).expect("rule counters");
+        let opened: u64 = (1..=RULE_IDS)
+            .map(|id| {
+                let values = rules.get(&id, 0).expect("rule counter");
+                values.iter().map(|c| c.flows).sum::<u64>()
+            })
+            .sum();
+        drops + opened
     }
 
     /// Packets dropped from `source` to `destination`, by the datapath's pair counters.
@@ -214,21 +157,6 @@ impl Daemon {
             Ok(values) => values.iter().map(|c| c.packets).sum(),
             Err(_) => 0,
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A stopped daemon dies of SIGKILL all the same.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new(BIN)
-            .args(["daemon", "--uninstall", "--pin-root"])
-            .arg(&self.pin_root)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

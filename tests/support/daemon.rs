@@ -62,8 +62,13 @@ impl Setup {
     /// Starts the daemon (importing the policy file, enforcing on `patterns`) and waits for
     /// its socket.
     pub fn start(&mut self, patterns: &[&str]) {
+        self.start_with(patterns, &[]);
+    }
+
+    /// As [`Setup::start`], with `extra` daemon flags.
+    pub fn start_with(&mut self, patterns: &[&str], extra: &[&str]) {
         let policy = self.dir.join("policy.yaml");
-        let mut command = self.command(&[]);
+        let mut command = self.command(extra);
         command.arg("--policy").arg(policy);
         for pattern in patterns {
             command.arg("--iface").arg(pattern);
@@ -110,6 +115,16 @@ impl Setup {
             self.log()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A CLI command that must succeed, its output parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("JSON output")
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.as_ref().expect("running").id()
     }
 
     pub fn status(&self) -> serde_json::Value {
