@@ -64,9 +64,11 @@ fn start(name: &str) -> (Testbed, Setup) {
 }
 
 /// The CLI's traceflow output, with this host's name replaced by `<host>`.
-fn trace(setup: &Setup, args: &[&str]) -> String {
-    let mut line = vec!["traceflow"];
-    line.extend_from_slice(args);
+fn trace(setup: &Setup, args: &str) -> String {
+    let line: Vec<&str> = ["traceflow"]
+        .into_iter()
+        .chain(args.split_whitespace())
+        .collect();
     let host = firewall::daemon::tracer::host_name();
     setup.ok(&line).replace(&host, "<host>")
 }
@@ -98,86 +100,42 @@ fn synthetic_traces_tell_each_step() {
         "allowed",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-app",
-                "backend",
-                "--port",
-                "8081"
-            ]
+            "--source-app frontend --destination-app backend --port 8081"
         )
     );
     insta::assert_snapshot!(
         "denied_with_nearest_rules",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-app",
-                "backend",
-                "--port",
-                "8082"
-            ]
+            "--source-app frontend --destination-app backend --port 8082"
         )
     );
     insta::assert_snapshot!(
         "ipv6",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--source-ip",
-                "2001:db8:1::10",
-                "--destination-app",
-                "backend",
-                "--port",
-                "9005"
-            ]
+            "--source-app frontend --source-ip 2001:db8:1::10 --destination-app backend --port 9005"
         )
     );
     insta::assert_snapshot!(
         "network_destination",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-ip",
-                "198.18.200.7",
-                "--port",
-                "443"
-            ]
+            "--source-app frontend --destination-ip 198.18.200.7 --port 443"
         )
     );
     insta::assert_snapshot!(
         "world_destination",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-ip",
-                "198.19.5.5",
-                "--port",
-                "443"
-            ]
+            "--source-app frontend --destination-ip 198.19.5.5 --port 443"
         )
     );
     insta::assert_snapshot!(
         "icmpv6_denied",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-app",
-                "backend",
-                "--protocol",
-                "icmpv6"
-            ]
+            "--source-app frontend --destination-app backend --protocol icmpv6"
         )
     );
 
@@ -187,36 +145,14 @@ fn synthetic_traces_tell_each_step() {
         "reply_of_tracked_flow",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "backend",
-                "--destination-app",
-                "frontend",
-                "--protocol",
-                "udp",
-                "--source-port",
-                "5353",
-                "--port",
-                "40000"
-            ]
+            "--source-app backend --destination-app frontend --protocol udp --source-port 5353 --port 40000"
         )
     );
     insta::assert_snapshot!(
         "established",
         trace(
             &setup,
-            &[
-                "--source-app",
-                "frontend",
-                "--destination-app",
-                "backend",
-                "--protocol",
-                "udp",
-                "--source-port",
-                "40000",
-                "--port",
-                "5353"
-            ]
+            "--source-app frontend --destination-app backend --protocol udp --source-port 40000 --port 5353"
         )
     );
 
@@ -229,20 +165,14 @@ fn synthetic_traces_tell_each_step() {
         &[0x9c, 0x40, 0x1f, 0x91, 0, 0, 0, 1],
     );
     write_pcap(&capture, &ethernet(ETH_IPV4, &[], &cut_short));
-    let capture = capture.to_str().expect("path").to_owned();
-    insta::assert_snapshot!("malformed", trace(&setup, &["--pcap", &capture]));
+    let pcap = format!("--pcap {}", capture.display());
+    insta::assert_snapshot!("malformed", trace(&setup, &pcap));
 
     // The same report as one JSON document with an array of observations.
-    let json: Value = serde_json::from_str(&setup.ok(&[
-        "traceflow",
-        "--source-app",
-        "frontend",
-        "--destination-app",
-        "backend",
-        "--port",
-        "8082",
-        "--json",
-    ]))
+    let json: Value = serde_json::from_str(&trace(
+        &setup,
+        "--source-app frontend --destination-app backend --port 8082 --json",
+    ))
     .expect("JSON");
     let steps: Vec<&str> = json["observations"]
         .as_array()
@@ -271,62 +201,30 @@ fn bad_trace_requests_are_refused_with_the_reason() {
     let (_bed, setup) = start("tfb");
     for (args, expected) in [
         (
-            vec![
-                "--source-app",
-                "nobody",
-                "--destination-app",
-                "backend",
-                "--port",
-                "1",
-            ],
+            "--source-app nobody --destination-app backend --port 1",
             "app nobody is not registered",
         ),
         (
-            vec!["--source-app", "frontend", "--destination-app", "backend"],
+            "--source-app frontend --destination-app backend",
             "Tcp needs a destination port",
         ),
         (
-            vec![
-                "--source-app",
-                "frontend",
-                "--source-ip",
-                "198.18.2.10",
-                "--destination-app",
-                "backend",
-                "--port",
-                "1",
-            ],
+            "--source-app frontend --source-ip 198.18.2.10 --destination-app backend --port 1",
             "source_ip 198.18.2.10 is not an address of app frontend",
         ),
         (
-            vec![
-                "--source-app",
-                "frontend",
-                "--destination-ip",
-                "2001:db8:2::10",
-                "--source-ip",
-                "198.18.1.10",
-                "--port",
-                "1",
-            ],
+            "--source-app frontend --destination-ip 2001:db8:2::10 --source-ip 198.18.1.10 --port 1",
             "different families",
         ),
         (
-            vec![
-                "--source-app",
-                "frontend",
-                "--destination-app",
-                "backend",
-                "--port",
-                "1",
-                "--tcp-flags",
-                "SX",
-            ],
+            "--source-app frontend --destination-app backend --port 1 --tcp-flags SX",
             "tcp_flags: 'X'",
         ),
     ] {
-        let mut line = vec!["traceflow"];
-        line.extend(args.iter().copied());
+        let line: Vec<&str> = ["traceflow"]
+            .into_iter()
+            .chain(args.split_whitespace())
+            .collect();
         let out = setup.cli(&line);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{line:?}: {stderr}");
@@ -440,61 +338,16 @@ fn a_trace_leaves_conntrack_and_counters_as_they_were() {
     );
     for args in [
         // Would open a flow.
-        vec![
-            "--source-app",
-            "frontend",
-            "--destination-app",
-            "backend",
-            "--port",
-            "8081",
-        ],
+        "--source-app frontend --destination-app backend --port 8081",
         // Would be counted as a drop, and against the pair.
-        vec![
-            "--source-app",
-            "frontend",
-            "--destination-app",
-            "backend",
-            "--port",
-            "8082",
-        ],
+        "--source-app frontend --destination-app backend --port 8082",
         // Would refresh the flow and mark its reply seen.
-        vec![
-            "--source-app",
-            "backend",
-            "--destination-app",
-            "frontend",
-            "--protocol",
-            "udp",
-            "--source-port",
-            "5353",
-            "--port",
-            "40001",
-        ],
-        vec![
-            "--source-app",
-            "frontend",
-            "--destination-app",
-            "backend",
-            "--protocol",
-            "udp",
-            "--source-port",
-            "40001",
-            "--port",
-            "5353",
-        ],
+        "--source-app backend --destination-app frontend --protocol udp --source-port 5353 --port 40001",
+        "--source-app frontend --destination-app backend --protocol udp --source-port 40001 --port 5353",
         // Would close a TCP flow.
-        vec![
-            "--source-app",
-            "frontend",
-            "--destination-app",
-            "backend",
-            "--port",
-            "8081",
-            "--tcp-flags",
-            "R",
-        ],
+        "--source-app frontend --destination-app backend --port 8081 --tcp-flags R",
     ] {
-        trace(&setup, &args);
+        trace(&setup, args);
     }
     let after = snapshot(&setup.pin_root);
     assert_eq!(before, after, "a trace changed the datapath's state");
@@ -508,23 +361,11 @@ fn a_live_trace_reports_real_packets_at_each_hook_and_stops_at_its_count() {
     let mut child = Command::new(BIN)
         .arg("--socket")
         .arg(&setup.socket)
-        .args([
-            "traceflow",
-            "--live",
-            "--source-app",
-            "frontend",
-            "--destination-app",
-            "backend",
-            "--protocol",
-            "udp",
-            "--port",
-            "5353",
-            "--count",
-            "3",
-            "--timeout",
-            "20",
-            "--json",
-        ])
+        .args(
+            "traceflow --live --source-app frontend --destination-app backend --protocol udp \
+             --port 5353 --count 3 --timeout 20 --json"
+                .split_whitespace(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
