@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     daemon::tracer::{LiveFilter, Subscription, Tracer, TracerError, host_name},
+    flows::NameTable,
     traceflow::{
         TraceError, TraceRequest,
         live::{self, LiveMessage, LiveRequest, PacketGrouper},
@@ -120,7 +121,12 @@ pub(crate) async fn synthetic(
         host: host_name(),
         trace_id: subscription.id,
         verdict: if dropped { "dropped" } else { "forwarded" }.into(),
-        observations: report::observations(&event, Hook::TcIngress, &policy, &enforced),
+        observations: report::observations(
+            &event,
+            Hook::TcIngress,
+            &NameTable::new(Arc::new(policy)),
+            &enforced,
+        ),
     }))
 }
 

@@ -127,6 +127,11 @@ impl NameTable {
         }
     }
 
+    /// The policy the table indexes.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The rule as a policy file would say it, such as `frontend -> backend tcp 8081`; `None`
     /// for a rule id the policy does not hold (0, or a rule removed since).
     pub fn rule_text(&self, rule_id: u32) -> Option<String> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     events,
+    flows::NameTable,
     policy::{CompiledPolicy, Policy, Rule},
 };
 
@@ -149,19 +150,21 @@ pub struct RuleView {
 }
 
 /// The observation points of `event`, the datapath's report of a synthetic packet run at
-/// `hook`, named from `policy` with prefixes from `enforced` (what the maps hold).
+/// `hook`, named from `names` (the policy the daemon enforces) with prefixes from `enforced`
+/// (what the maps hold).
 pub fn observations(
     event: &FlowEvent,
     hook: Hook,
-    policy: &Policy,
+    names: &NameTable,
     enforced: &CompiledPolicy,
 ) -> Vec<Observation> {
+    let policy = names.policy();
     let reason = Reason::from_code(event.reason);
     let packet = packet_view(event);
     let looked_up = event.source_identity != reserved::UNSET;
     let identity = |id: Identity, address: Option<IpAddr>| {
         if looked_up {
-            identity_view(id, address, policy, enforced)
+            identity_view(id, address, names, enforced)
         } else {
             IdentityView::default()
         }
@@ -234,29 +237,21 @@ pub fn tcp_flags(flags: u8) -> String {
 pub fn identity_view(
     id: Identity,
     address: Option<IpAddr>,
-    policy: &Policy,
+    names: &NameTable,
     enforced: &CompiledPolicy,
 ) -> IdentityView {
+    let prefix = address.and_then(|a| longest_prefix(a, enforced));
     let mut view = IdentityView {
         identity: Some(id),
-        prefix: address
-            .and_then(|a| longest_prefix(a, enforced))
-            .map(|p| p.to_string()),
+        prefix: prefix.map(|p| p.to_string()),
+        kind: Some("unknown".into()),
         ..IdentityView::default()
     };
-    if id == reserved::WORLD {
-        view.kind = Some("world".into());
-        view.name = Some("world".into());
-    } else if let Some(app) = policy.apps.iter().find(|app| app.identity == id) {
-        view.kind = Some("app".into());
-        view.name = Some(app.name.clone());
-        view.org = app.org.clone();
-        view.space = app.space.clone();
-    } else if let Some(network) = policy.networks.iter().find(|n| n.identity == id) {
-        view.kind = Some("network".into());
-        view.name = Some(network.name.clone());
-    } else {
-        view.kind = Some("unknown".into());
+    if let Some(endpoint) = names.endpoint(id) {
+        view.kind = Some(endpoint.kind.name().into());
+        view.name = Some(endpoint.name.into());
+        view.org = endpoint.org.map(Into::into);
+        view.space = endpoint.space.map(Into::into);
     }
     view
 }

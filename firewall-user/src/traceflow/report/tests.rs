@@ -36,13 +36,14 @@ fn event(reason: Reason, source: Identity, destination: Identity, rule_id: u32) 
     }
 }
 
-fn setup() -> (Policy, CompiledPolicy) {
+fn setup() -> (NameTable, CompiledPolicy) {
     let policy = crate::policy::parse_str(POLICY, "test").expect("policy");
     let compiled = policy.compile();
-    (policy, compiled)
+    (NameTable::new(std::sync::Arc::new(policy)), compiled)
 }
 
-fn identity(policy: &Policy, name: &str) -> Identity {
+fn identity(names: &NameTable, name: &str) -> Identity {
+    let policy = names.policy();
     let app = policy
         .apps
         .iter()
@@ -60,12 +61,12 @@ fn identity(policy: &Policy, name: &str) -> Identity {
 
 #[test]
 fn a_default_deny_lists_the_nearest_rules_nearest_first() {
-    let (policy, compiled) = setup();
-    let (frontend, backend) = (identity(&policy, "frontend"), identity(&policy, "backend"));
+    let (names, compiled) = setup();
+    let (frontend, backend) = (identity(&names, "frontend"), identity(&names, "backend"));
     let observed = observations(
         &event(Reason::DeniedByDefault, frontend, backend, 0),
         Hook::TcIngress,
-        &policy,
+        &names,
         &compiled,
     );
     let Observation::Policy(view) = &observed[4] else {
@@ -84,21 +85,21 @@ fn a_default_deny_lists_the_nearest_rules_nearest_first() {
 
 #[test]
 fn identities_name_the_longest_prefix_that_matched() {
-    let (policy, compiled) = setup();
-    let partners = identity(&policy, "partners");
+    let (names, compiled) = setup();
+    let partners = identity(&names, "partners");
     let view = identity_view(
         partners,
         Some("198.18.200.200".parse().expect("ip")),
-        &policy,
+        &names,
         &compiled,
     );
     assert_eq!(view.prefix.as_deref(), Some("198.18.200.128/25"));
     assert_eq!(view.kind.as_deref(), Some("network"));
-    let frontend = identity(&policy, "frontend");
+    let frontend = identity(&names, "frontend");
     let view = identity_view(
         frontend,
         Some("198.18.1.10".parse().expect("ip")),
-        &policy,
+        &names,
         &compiled,
     );
     assert_eq!(
@@ -108,7 +109,7 @@ fn identities_name_the_longest_prefix_that_matched() {
     let world = identity_view(
         reserved::WORLD,
         Some("203.0.113.1".parse().expect("ip")),
-        &policy,
+        &names,
         &compiled,
     );
     assert_eq!((world.name.as_deref(), world.prefix), (Some("world"), None));
@@ -116,7 +117,7 @@ fn identities_name_the_longest_prefix_that_matched() {
 
 #[test]
 fn each_reason_gives_its_conntrack_step_and_verdict() {
-    let (policy, compiled) = setup();
+    let (names, compiled) = setup();
     let cases = [
         (Reason::Policy, "new", "forwarded"),
         (Reason::Established, "established", "forwarded"),
@@ -128,7 +129,7 @@ fn each_reason_gives_its_conntrack_step_and_verdict() {
         let observed = observations(
             &event(reason, 256, 257, 3),
             Hook::TcIngress,
-            &policy,
+            &names,
             &compiled,
         );
         assert!(
