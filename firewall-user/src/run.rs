@@ -76,12 +76,13 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<()> {
             _ = hangup.recv() => reload(&mut datapath, &options.policy_path, &mut enforced),
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
+                // Cleared before the drain: see `daemon::tracer::drain`.
+                guard.clear_ready();
                 while let Some(item) = guard.get_inner_mut().0.next() {
                     if let Some(event) = events::parse(&item) {
                         println!("{}", events::describe(&event, &enforced.policy));
                     }
                 }
-                guard.clear_ready();
             }
         }
     }

@@ -204,12 +204,15 @@ pub async fn drain(tracer: Arc<Tracer>, ring: RingBuf<MapData>) -> io::Result<()
     let mut ring = events::poll_ring(ring)?;
     loop {
         let mut guard = ring.readable_mut().await?;
+        // Readiness is cleared before the drain, not after: the kernel wakes the reader only
+        // when it had caught up, so an observation that lands just after a drain brings a
+        // wake-up that clearing afterwards would lose, leaving it unread.
+        guard.clear_ready();
         while let Some(item) = guard.get_inner_mut().0.next() {
             if let Some(event) = events::parse(&item) {
                 tracer.route(event);
             }
         }
-        guard.clear_ready();
     }
 }
 
