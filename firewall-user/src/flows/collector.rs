@@ -5,15 +5,11 @@
 //! wake-up that raced the previous drain would otherwise leave records waiting for the next
 //! packet. The tick also refreshes the datapath's rate-limited and lost counts.
 
-use std::{
-    os::fd::{AsRawFd, RawFd},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
-    io::{Interest, unix::AsyncFd},
+    io::unix::AsyncFd,
     sync::watch,
     task::JoinHandle,
     time::MissedTickBehavior,
@@ -27,7 +23,10 @@ use super::{
     record::{FlowRecord, WallClock},
     unreported::Unreported,
 };
-use crate::{events, policy::Policy};
+use crate::{
+    events::{self, RingBufFd},
+    policy::Policy,
+};
 
 /// Records handed to the hub and the log at once.
 const BATCH: usize = 1024;
@@ -99,7 +98,7 @@ pub fn start(
 
 /// Drains the ring; see the module documentation.
 pub struct Collector {
-    ring: AsyncFd<RingFd>,
+    ring: AsyncFd<RingBufFd>,
     policies: watch::Receiver<Arc<Policy>>,
     namer: Namer,
 }
@@ -127,10 +126,7 @@ impl Collector {
         hub: Arc<FlowHub>,
         log: Option<FlowLog>,
     ) -> Result<Collector, FlowError> {
-        // SAFETY: the ring buffer owns its descriptor and lives inside the AsyncFd, so the
-        // descriptor stays open, and the same, for as long as it is registered.
-        let ring = unsafe { AsyncFd::register_with_interest(RingFd(ring), Interest::READABLE) }
-            .map_err(|e| FlowError::Poll(e.into()))?;
+        let ring = events::poll_ring(ring).map_err(FlowError::Poll)?;
         let names = NameTable::new(policies.borrow_and_update().clone());
         Ok(Collector {
             ring,
@@ -248,11 +244,3 @@ impl Namer {
     }
 }
 
-/// The ring buffer as a pollable descriptor.
-struct RingFd(RingBuf<MapData>);
-
-impl AsRawFd for RingFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
