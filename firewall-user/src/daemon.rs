@@ -139,7 +139,7 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
     log::info!("serving the API on {}", options.socket.display());
     let state = ApiState::new(controller.clone())
         .with_metrics(metrics)
-        .with_tracer(tracer);
+        .with_tracer(tracer.clone());
     let app = crate::api::router(state).merge(crate::api::flows::router(collecting.hub().clone()));
     crate::api::serve_router(&options.socket, app, shutdown).await?;
     if let Some(server) = metrics_server
@@ -148,6 +148,7 @@ async fn serve(options: DaemonOptions) -> anyhow::Result<()> {
         log::warn!("{e}");
     }
     watcher.abort();
+    tracer.disarm_all();
     trace_drain.abort();
     collecting.stop().await;
     log::info!("stopped; enforcement stays in place through the pinned links");

@@ -158,6 +158,19 @@ impl Tracer {
         Ok(())
     }
 
+    /// Disarms whatever live trace is armed: for shutdown, since the programs (and the
+    /// slot they read) stay attached after the daemon exits.
+    pub fn disarm_all(&self) {
+        let running = self
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .live;
+        if let Some(id) = running {
+            self.disarm(id);
+        }
+    }
+
     /// Disarms the live trace `id`, if it is the one armed.
     pub fn disarm(&self, id: u32) {
         let mut control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
