@@ -149,11 +149,12 @@ pub fn print_counters(datapath: &Datapath, policy: &Policy) -> anyhow::Result<()
     for rule in &policy.rules {
         let c = datapath.rule_counter(rule.id)?;
         println!(
-            "  #{:<4} {:<40} {:>10} packets {:>12} bytes",
+            "  #{:<4} {:<40} {:>10} packets {:>12} bytes {:>8} flows",
             rule.id,
             policy.describe_rule(rule),
             c.packets,
-            c.bytes
+            c.bytes,
+            c.flows
         );
     }
     let lost = datapath.flow_events_lost()?;
