@@ -86,10 +86,10 @@ impl Outcome {
 /// a trace that marked the packet. Returns the verdict to enforce.
 #[inline(always)]
 pub fn classify<P: Packet>(pkt: &P, hook: Hook) -> Verdict {
-    // The one lookup every packet pays for traces.
+    // The one lookup every packet pays for traces. `NonNull` keeps "no slot" a null
+    // pointer: an `Option<*mut _>` leaves its payload undefined when `None`, and the
+    // verifier refuses the spill of an undefined register.
     // SAFETY: as for `REPLAY` below.
-    // `NonNull` keeps "no slot" a null pointer: an `Option<*mut _>` leaves its payload
-    // undefined when `None`, and the verifier refuses the spill of an undefined register.
     let trace = if unsafe { core::ptr::read_volatile(&TRACES) } != 0 {
         TRACE.get_ptr_mut(0).and_then(NonNull::new)
     } else {
