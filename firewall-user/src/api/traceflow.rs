@@ -20,6 +20,7 @@ use super::{
 use crate::{
     daemon::tracer::{LiveFilter, Subscription, Tracer, TracerError, host_name},
     flows::NameTable,
+    policy::CompiledPolicy,
     traceflow::{
         TraceError, TraceRequest,
         live::{self, LiveMessage, LiveRequest, PacketGrouper},
@@ -91,7 +92,14 @@ pub(crate) async fn synthetic(
         let enforcer = controller
             .enforcer()
             .ok_or_else(|| Failure::internal("the enforcer is gone"))?;
-        let enforced = enforcer.enforced().clone();
+        // Only the ipcache is needed (for the prefixes that matched), not the policy entries.
+        let held = enforcer.enforced();
+        let enforced = CompiledPolicy {
+            ipcache_v4: held.ipcache_v4.clone(),
+            ipcache_v6: held.ipcache_v6.clone(),
+            policy: Vec::new(),
+            max_rule_id: held.max_rule_id,
+        };
         let code = enforcer
             .datapath()
             .run_traced(Hook::TcIngress, &frame, tracer.token(), subscription.id)
