@@ -206,7 +206,7 @@ fn bad_trace_requests_are_refused_with_the_reason() {
         ),
         (
             "--source-app frontend --destination-app backend",
-            "Tcp needs a destination port",
+            "tcp needs a destination port (1-65535)",
         ),
         (
             "--source-app frontend --source-ip 198.18.2.10 --destination-app backend --port 1",

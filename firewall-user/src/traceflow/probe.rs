@@ -63,6 +63,20 @@ impl Transport {
     }
 }
 
+impl std::fmt::Display for Transport {
+    /// The name a request gives: `tcp`, `udp`, ..., or `protocol N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp => f.write_str("tcp"),
+            Transport::Udp => f.write_str("udp"),
+            Transport::Sctp => f.write_str("sctp"),
+            Transport::Icmp => f.write_str("icmp"),
+            Transport::Icmpv6 => f.write_str("icmpv6"),
+            Transport::Other(number) => write!(f, "protocol {number}"),
+        }
+    }
+}
+
 /// The frame to inject for `request`.
 ///
 /// # Errors
@@ -162,14 +176,14 @@ fn check_fields(request: &TraceRequest, transport: Transport) -> Result<(), Trac
     if transport.has_ports() {
         if matches!(request.port, None | Some(0)) {
             return Err(TraceError::invalid(format!(
-                "{transport:?} needs a destination port (1-65535)"
+                "{transport} needs a destination port (1-65535)"
             )));
         }
     } else if request.port.is_some() || request.source_port.is_some() {
         return Err(TraceError::invalid(if icmp {
             "ICMP has no ports: give icmp_type and icmp_code instead".to_owned()
         } else {
-            format!("{transport:?} has no ports")
+            format!("{transport} has no ports")
         }));
     }
     if !icmp && (request.icmp_type.is_some() || request.icmp_code.is_some()) {

@@ -118,7 +118,22 @@ fn bad_requests_name_what_is_wrong() {
                 port: None,
                 ..request("frontend", "backend")
             },
-            "needs a destination port",
+            "tcp needs a destination port",
+        ),
+        (
+            TraceRequest {
+                protocol: Some("udp".into()),
+                port: Some(0),
+                ..request("frontend", "backend")
+            },
+            "udp needs a destination port (1-65535)",
+        ),
+        (
+            TraceRequest {
+                protocol: Some("47".into()),
+                ..request("frontend", "backend")
+            },
+            "protocol 47 has no ports",
         ),
         (
             TraceRequest {
