@@ -69,7 +69,7 @@ fn trace(setup: &Setup, args: &str) -> String {
         .into_iter()
         .chain(args.split_whitespace())
         .collect();
-    let host = firewall::daemon::tracer::host_name();
+    let host = firewall::events::host_name();
     setup.ok(&line).replace(&host, "<host>")
 }
 

@@ -269,18 +269,11 @@ pub fn add_flushed<T: BorrowMut<MapData>>(
 /// # Errors
 /// [`ConntrackError::Clock`] if the clock cannot be read (it always can on Linux 2.6.32+).
 pub fn monotonic_coarse_ns() -> Result<u64, ConntrackError> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    if rc != 0 {
-        return Err(ConntrackError::Clock(std::io::Error::last_os_error()));
-    }
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map_err(|errno| ConntrackError::Clock(errno.into()))?;
     // The monotonic clock counts from boot: neither field is negative.
-    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    let seconds = u64::try_from(now.tv_sec()).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec()).unwrap_or(0);
     Ok(seconds * NANOS_PER_SECOND + nanos)
 }
 

@@ -1,7 +1,6 @@
 //! Turning flow records from the datapath into lines for people.
 
 use std::{
-    ffi::CStr,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, RawFd},
@@ -127,14 +126,20 @@ pub fn protocol_name(protocol: u8) -> String {
 
 /// The name of an interface, or `if<index>` when it is gone.
 pub fn interface_name(ifindex: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` has the IF_NAMESIZE bytes the call may write.
-    let ptr = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if ptr.is_null() {
-        return format!("if{ifindex}");
+    // nix 0.31 answers a missing index with an empty name rather than an error (it checks
+    // the helper's null return against the wrong sentinel); no interface is named "".
+    match nix::net::if_::if_indextoname(ifindex) {
+        Ok(name) if !name.is_empty() => name.to_string_lossy().into_owned(),
+        _ => format!("if{ifindex}"),
     }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+}
+
+/// This host's name, as records and traces report it; `unknown-host` when it cannot be
+/// read or is empty.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
 }

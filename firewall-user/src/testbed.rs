@@ -11,7 +11,6 @@
 use std::{
     fs::File,
     net::IpAddr,
-    os::fd::AsRawFd,
     process::{Command, Output},
     thread::JoinHandle,
 };
@@ -254,12 +253,8 @@ where
         source,
     })?;
     Ok(std::thread::spawn(move || {
-        // SAFETY: `file` is an open namespace file for the whole call; setns only changes
-        // this thread's network namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // Changes this thread's network namespace only.
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
         Ok(work())
     }))
 }

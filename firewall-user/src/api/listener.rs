@@ -88,6 +88,5 @@ pub(crate) fn peer_allowed(stream: &UnixStream) -> Result<(), Option<u32>> {
 
 /// The daemon's effective user id.
 pub(crate) fn effective_uid() -> u32 {
-    // SAFETY: geteuid takes no arguments, touches no memory of ours and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }

@@ -18,7 +18,8 @@ use super::{
     reply::{Failure, body_bytes, parse_json},
 };
 use crate::{
-    daemon::tracer::{LiveFilter, Subscription, Tracer, TracerError, host_name},
+    daemon::tracer::{LiveFilter, Subscription, Tracer, TracerError},
+    events::host_name,
     flows::NameTable,
     policy::CompiledPolicy,
     traceflow::{

@@ -1,7 +1,7 @@
 //! Which interfaces the daemon enforces on: names or glob patterns given by the operator,
 //! matched against the host's interfaces now and whenever netlink reports a link change.
 
-use std::{collections::BTreeMap, ffi::CStr};
+use std::collections::BTreeMap;
 
 use futures_util::StreamExt as _;
 use rtnetlink::MulticastGroup;
@@ -35,27 +35,18 @@ impl Patterns {
     }
 }
 
-/// The host's interfaces now, name to index (`if_nameindex(3)`).
+/// The host's interfaces now, name to index (`if_nameindex(3)`); none when the list
+/// cannot be read.
 pub fn host_interfaces() -> BTreeMap<String, u32> {
-    let mut out = BTreeMap::new();
-    // SAFETY: if_nameindex returns an array terminated by a zero entry, or null on failure;
-    // it is read only until that entry and freed once with if_freenameindex.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return out;
-        }
-        let mut entry = list;
-        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
-            let name = CStr::from_ptr((*entry).if_name)
-                .to_string_lossy()
-                .into_owned();
-            out.insert(name, (*entry).if_index);
-            entry = entry.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    out
+    let Ok(list) = nix::net::if_::if_nameindex() else {
+        return BTreeMap::new();
+    };
+    list.iter()
+        .map(|interface| {
+            let name = interface.name().to_string_lossy().into_owned();
+            (name, interface.index())
+        })
+        .collect()
 }
 
 /// Sends a unit on `changed` after every netlink link event (new, changed or removed

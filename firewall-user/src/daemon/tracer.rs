@@ -232,28 +232,9 @@ pub async fn drain(tracer: Arc<Tracer>, ring: RingBuf<MapData>) -> io::Result<()
 /// A random non-zero 64-bit token from the kernel's generator.
 fn random_token() -> Result<u64, TracerError> {
     loop {
-        let mut bytes = [0u8; 8];
-        // SAFETY: `bytes` has room for the 8 bytes asked for; the call writes no more.
-        let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if got != bytes.len() as isize {
-            return Err(TracerError::Random(io::Error::last_os_error()));
-        }
-        let token = u64::from_ne_bytes(bytes);
+        let token = getrandom::u64().map_err(|e| TracerError::Random(e.into()))?;
         if token != 0 {
             return Ok(token);
         }
-    }
-}
-
-/// This host's name, for reports.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer has the length passed; gethostname writes at most that many bytes.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    if ok && end > 0 {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown-host".into()
     }
 }

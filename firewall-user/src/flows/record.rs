@@ -4,6 +4,7 @@ use std::{io, net::IpAddr};
 
 use chrono::{DateTime, SecondsFormat};
 use firewall_common::{FlowEvent, Hook, Reason, identity::reserved};
+use nix::time::ClockId;
 use serde::{Deserialize, Serialize};
 
 use super::names::NameTable;
@@ -215,8 +216,8 @@ impl WallClock {
     /// # Errors
     /// When a clock cannot be read (never on Linux with a valid clock id).
     pub fn now() -> io::Result<WallClock> {
-        let monotonic = clock_ns(libc::CLOCK_MONOTONIC)?;
-        let realtime = clock_ns(libc::CLOCK_REALTIME)?;
+        let monotonic = clock_ns(ClockId::CLOCK_MONOTONIC)?;
+        let realtime = clock_ns(ClockId::CLOCK_REALTIME)?;
         Ok(WallClock {
             offset_ns: realtime - monotonic,
         })
@@ -247,16 +248,9 @@ impl WallClock {
     }
 }
 
-fn clock_ns(clock: libc::clockid_t) -> io::Result<i128> {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec for the call's duration.
-    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec))
+fn clock_ns(clock: ClockId) -> io::Result<i128> {
+    let now = nix::time::clock_gettime(clock)?;
+    Ok(i128::from(now.tv_sec()) * 1_000_000_000 + i128::from(now.tv_nsec()))
 }
 
 #[cfg(test)]
