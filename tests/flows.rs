@@ -79,7 +79,8 @@ fn records_name_allowed_and_denied_flows_in_the_api_the_cli_and_the_log() {
     let denied = udp_burst(&frontend_ns, backend(9999), 5, 1, Duration::from_secs(5));
     assert_eq!(denied.join().expect("sender"), 5);
 
-    // The API, through the CLI: five drops to 9999, denied by default, named.
+    // The API, through the CLI: five drops to 9999, denied by default, named, on this host.
+    let host = firewall::events::host_name();
     let mut drops = Vec::new();
     let found = eventually(Duration::from_secs(10), || {
         let (flows, _) =
@@ -95,6 +96,8 @@ fn records_name_allowed_and_denied_flows_in_the_api_the_cli_and_the_log() {
     assert!(found, "five drop records to 9999 expected: {drops:?}");
     for record in &drops {
         assert_eq!(record["reason"], "denied-by-default", "{record}");
+        assert_eq!(record["reason_code"], 64, "{record}");
+        assert_eq!(record["host"], host.as_str(), "{record}");
         assert_eq!(record["default_deny"], true, "{record}");
         assert_eq!(record["rule"], Value::Null, "{record}");
         assert_eq!(record["rule_id"], Value::Null, "{record}");
@@ -138,6 +141,8 @@ fn records_name_allowed_and_denied_flows_in_the_api_the_cli_and_the_log() {
     for record in &allowed {
         assert_eq!(record["verdict"], "allow", "{record}");
         assert_eq!(record["reason"], "policy", "{record}");
+        assert_eq!(record["reason_code"], 1, "{record}");
+        assert_eq!(record["host"], host.as_str(), "{record}");
         assert_eq!(record["rule"], "frontend -> backend tcp 8081", "{record}");
         assert!(
             record["rule_id"].as_u64().is_some_and(|id| id > 0),

@@ -80,11 +80,13 @@ pub(crate) fn sample(verdict: FlowVerdict, source: &str, destination: &str) -> F
     };
     FlowRecord {
         time: String::new(),
+        host: "node-7".into(),
         hook: "tc-ingress".into(),
         interface: "fwfl0".into(),
         ifindex: 7,
         verdict,
         reason: "policy".into(),
+        reason_code: 1,
         protocol: Some("udp".into()),
         source: end(source),
         destination: end(destination),

@@ -108,6 +108,8 @@ struct Namer {
     hub: Arc<FlowHub>,
     log: Option<FlowLog>,
     names: NameTable,
+    /// This host's name, read once at start.
+    host: String,
     interfaces: InterfaceNames,
     clock: WallClock,
     batch: Vec<Arc<FlowRecord>>,
@@ -135,6 +137,7 @@ impl Collector {
                 hub,
                 log,
                 names,
+                host: events::host_name(),
                 interfaces: InterfaceNames::new(INTERFACE_NAMES),
                 clock: WallClock::now().map_err(FlowError::Clock)?,
                 batch: Vec::with_capacity(BATCH),
@@ -219,7 +222,7 @@ impl Namer {
             };
             drop(item);
             let interface = self.interfaces.name(event.ifindex);
-            let record = FlowRecord::new(&event, &self.names, &self.clock, interface);
+            let record = FlowRecord::new(&event, &self.names, &self.clock, &self.host, interface);
             self.batch.push(Arc::new(record));
             if self.batch.len() == BATCH {
                 self.flush();

@@ -64,8 +64,9 @@ pub struct Icmp {
 /// A dropped packet, or the first packet of a flow the policy opened.
 ///
 /// ```json
-/// {"time":"2026-12-03T19:19:06.123456789Z","hook":"tc-ingress","interface":"veth1",
-///  "ifindex":7,"verdict":"drop","reason":"denied-by-default","protocol":"udp",
+/// {"time":"2026-12-03T19:19:06.123456789Z","host":"node-7","hook":"tc-ingress",
+///  "interface":"veth1","ifindex":7,"verdict":"drop","reason":"denied-by-default",
+///  "reason_code":64,"protocol":"udp",
 ///  "source":{"address":"198.18.1.10","port":40312,"identity":256,"name":"frontend",
 ///            "kind":"app","org":"bank","space":"prod"},
 ///  "destination":{"address":"198.18.2.10","port":9999,"identity":257,"name":"backend",
@@ -76,6 +77,9 @@ pub struct Icmp {
 pub struct FlowRecord {
     /// When the datapath decided, RFC 3339 in UTC with nanoseconds.
     pub time: String,
+    /// The host whose datapath decided, so that logs gathered from many hosts still say
+    /// where each packet was dropped.
+    pub host: String,
     /// `tc-ingress`, `tc-egress` or `xdp`.
     pub hook: String,
     /// The interface the packet was seen on.
@@ -86,6 +90,8 @@ pub struct FlowRecord {
     pub verdict: FlowVerdict,
     /// Why, as `firewall_common::Reason` names it (`policy`, `denied-by-default`, ...).
     pub reason: String,
+    /// The reason's code (see `firewall_common::Reason`).
+    pub reason_code: u8,
     /// `tcp`, `udp`, `sctp`, `icmp`, `icmpv6` or `proto N`; `null` for a frame that is not IP.
     pub protocol: Option<String>,
     /// Who sent it.
@@ -120,11 +126,13 @@ const TCP_FLAGS: [(u8, &str); 8] = [
 ];
 
 impl FlowRecord {
-    /// The record of `event`, named by `names`, timed by `clock`, seen on `interface`.
+    /// The record of `event`, named by `names`, timed by `clock`, seen on `interface` of
+    /// `host`.
     pub fn new(
         event: &FlowEvent,
         names: &NameTable,
         clock: &WallClock,
+        host: &str,
         interface: String,
     ) -> FlowRecord {
         let reason = Reason::from_code(event.reason);
@@ -155,6 +163,7 @@ impl FlowRecord {
         let rule_id = (event.rule_id != 0).then_some(event.rule_id);
         FlowRecord {
             time: clock.format(event.timestamp_ns),
+            host: host.to_owned(),
             hook: Hook::from_code(event.hook)
                 .map_or_else(|| format!("unknown ({})", event.hook), |h| h.name().into()),
             interface,
@@ -164,6 +173,7 @@ impl FlowRecord {
                 || format!("unknown ({})", event.reason),
                 |r| r.name().into(),
             ),
+            reason_code: event.reason,
             protocol: ip.then(|| events::protocol_name(event.protocol)),
             source: endpoint(
                 &event.source_address,

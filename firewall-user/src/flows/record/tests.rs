@@ -55,7 +55,7 @@ fn event(reason: Reason, protocol: u8, destination_port: u16) -> FlowEvent {
 fn record(event: &FlowEvent) -> FlowRecord {
     // The monotonic timestamp 5.000000123 s lands 5 s after WALL.
     let clock = WallClock::with_offset(WALL - 5_000_000_000);
-    FlowRecord::new(event, &names(), &clock, "fwfl0".into())
+    FlowRecord::new(event, &names(), &clock, "node-7", "fwfl0".into())
 }
 
 #[test]
@@ -66,11 +66,13 @@ fn a_default_deny_drop_says_so_with_no_rule_and_names_both_apps() {
         value,
         json!({
             "time": "2026-12-03T19:19:06.000000123Z",
+            "host": "node-7",
             "hook": "tc-ingress",
             "interface": "fwfl0",
             "ifindex": 1,
             "verdict": "drop",
             "reason": "denied-by-default",
+            "reason_code": 64,
             "protocol": "udp",
             "source": {"address": "198.18.1.10", "port": 40312, "identity": 256,
                        "name": "frontend", "kind": "app", "org": "bank", "space": "prod"},
@@ -177,6 +179,7 @@ fn unknown_codes_are_shown_as_numbers_and_count_as_drops() {
     odd.hook = 9;
     let record = record(&odd);
     assert_eq!(record.reason, "unknown (99)");
+    assert_eq!(record.reason_code, 99, "the code is kept as the datapath sent it");
     assert_eq!(record.hook, "unknown (9)");
     assert_eq!(record.verdict, FlowVerdict::Drop);
     assert!(!record.default_deny);
