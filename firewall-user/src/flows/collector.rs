@@ -8,12 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::unix::AsyncFd,
-    sync::watch,
-    task::JoinHandle,
-    time::MissedTickBehavior,
-};
+use tokio::{io::unix::AsyncFd, sync::watch, task::JoinHandle, time::MissedTickBehavior};
 
 use super::{
     FlowError,
@@ -246,4 +241,3 @@ impl Namer {
         }
     }
 }
-

@@ -179,7 +179,10 @@ fn unknown_codes_are_shown_as_numbers_and_count_as_drops() {
     odd.hook = 9;
     let record = record(&odd);
     assert_eq!(record.reason, "unknown (99)");
-    assert_eq!(record.reason_code, 99, "the code is kept as the datapath sent it");
+    assert_eq!(
+        record.reason_code, 99,
+        "the code is kept as the datapath sent it"
+    );
     assert_eq!(record.hook, "unknown (9)");
     assert_eq!(record.verdict, FlowVerdict::Drop);
     assert!(!record.default_deny);
