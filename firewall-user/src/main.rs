@@ -263,7 +263,8 @@ fn execute(command: Command, socket: &std::path::Path) -> anyhow::Result<ExitCod
             for host in testbed.hosts() {
                 println!("iface {}", host.interface);
             }
-            for hint in testbed::hints(&testbed, &policy) {
+            let cli = format!("{} --socket {}", firewall_binary(), socket.display());
+            for hint in testbed::hints(testbed.hosts(), &policy, &cli) {
                 println!("hint {hint}");
             }
             testbed.keep();
@@ -280,6 +281,11 @@ fn execute(command: Command, socket: &std::path::Path) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// This binary's path, for commands printed to be pasted; `firewall` when it is unknown.
+fn firewall_binary() -> String {
+    std::env::current_exe().map_or_else(|_| "firewall".into(), |path| path.display().to_string())
 }
 
 /// `firewall conntrack list|flush`, on the maps pinned by the running `firewall run`.

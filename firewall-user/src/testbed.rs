@@ -299,20 +299,20 @@ fn ip(args: &[&str]) -> Result<Output, TestbedError> {
     }
 }
 
-/// Commands to try allowed and denied traffic in a testbed built from `policy`: a listener
-/// and a connection for the first TCP rule between two hosts, and one to a port no rule
-/// allows. Uses only bash and python3.
-pub fn hints(testbed: &Testbed, policy: &Policy) -> Vec<String> {
+/// Commands to try allowed and denied traffic among `hosts`, a testbed built from `policy`:
+/// a listener and a connection for the first TCP rule between two hosts, one to a port no
+/// rule allows, and the trace that tells why that one is dropped. Traffic uses only bash and
+/// python3; the trace is `firewall` run as `cli` (the binary, with its `--socket`).
+pub fn hints(hosts: &[Host], policy: &Policy, cli: &str) -> Vec<String> {
     use crate::policy::Protocol;
     let name_of = |id| policy.identity_name(id).unwrap_or("");
+    let host = |name: &str| hosts.iter().find(|h| h.name == name);
     for rule in &policy.rules {
         let Protocol::Tcp(ports) = &rule.protocol else {
             continue;
         };
-        let (Some(src), Some(dst)) = (
-            testbed.host(name_of(rule.source)),
-            testbed.host(name_of(rule.destination)),
-        ) else {
+        let (Some(src), Some(dst)) = (host(name_of(rule.source)), host(name_of(rule.destination)))
+        else {
             continue;
         };
         let Some(IpAddr::V4(address)) = dst.addresses.iter().find(|a| a.is_ipv4()).copied() else {
@@ -354,8 +354,81 @@ pub fn hints(testbed: &Testbed, policy: &Policy) -> Vec<String> {
                 dst.namespace
             ));
             hints.push(format!("{}   # no rule allows port {p}: dropped", probe(p)));
+            hints.push(format!(
+                "{cli} traceflow --source-app {} --destination-app {} --protocol tcp --port {p}   # why port {p} is dropped",
+                src.name, dst.name
+            ));
         }
         return hints;
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, address: &str, namespace: &str) -> Host {
+        Host {
+            name: name.into(),
+            namespace: namespace.into(),
+            interface: format!("{namespace}-v"),
+            addresses: vec![address.parse().expect("address")],
+        }
+    }
+
+    #[test]
+    fn hints_try_the_first_tcp_rule_a_denied_port_and_the_trace_that_explains_it() {
+        let policy = crate::policy::parse_str(
+            "apps:\n\
+             \x20 frontend: {ips: [198.18.1.10]}\n\
+             \x20 backend: {ips: [198.18.2.10]}\n\
+             policies:\n\
+             \x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n\
+             \x20 - {source: frontend, destination: backend, protocol: tcp, ports: 8081-8082}\n",
+            "hints.yaml",
+        )
+        .expect("policy");
+        let hosts = [
+            host("frontend", "198.18.1.10", "fw-t-frontend"),
+            host("backend", "198.18.2.10", "fw-t-backend"),
+        ];
+        let hints = hints(&hosts, &policy, "/bin/firewall --socket /tmp/s.sock");
+        assert_eq!(hints.len(), 5, "{hints:#?}");
+        assert!(
+            hints[0].starts_with("ip netns exec fw-t-backend python3 -m http.server 8081"),
+            "{hints:#?}"
+        );
+        assert!(
+            hints[1].contains("fw-t-frontend") && hints[1].contains("/dev/tcp/198.18.2.10/8081"),
+            "{hints:#?}"
+        );
+        // 8082 is allowed too: the first port past the range is the denied one.
+        assert!(hints[3].contains("/dev/tcp/198.18.2.10/8083"), "{hints:#?}");
+        assert!(
+            hints[4].starts_with(
+                "/bin/firewall --socket /tmp/s.sock traceflow --source-app frontend \
+                 --destination-app backend --protocol tcp --port 8083"
+            ),
+            "{hints:#?}"
+        );
+    }
+
+    #[test]
+    fn no_tcp_rule_between_two_hosts_gives_no_hints() {
+        let policy = crate::policy::parse_str(
+            "apps:\n\
+             \x20 frontend: {ips: [198.18.1.10]}\n\
+             \x20 backend: {ips: [198.18.2.10]}\n\
+             policies:\n\
+             \x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n",
+            "hints.yaml",
+        )
+        .expect("policy");
+        let hosts = [
+            host("frontend", "198.18.1.10", "a"),
+            host("backend", "198.18.2.10", "b"),
+        ];
+        assert!(hints(&hosts, &policy, "firewall").is_empty());
+    }
 }
