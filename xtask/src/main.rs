@@ -35,8 +35,9 @@ struct Cli {
 enum Task {
     /// Build the firewall (release) and run it.
     ///
-    /// Without arguments, run the demo: bring up a testbed from examples/policy.yaml, run the
-    /// firewall on its interfaces until Ctrl-C, then tear the testbed down. With arguments
+    /// Without arguments, run the demo: bring up a testbed from examples/policy.yaml, start the
+    /// daemon enforcing it on the testbed's interfaces, follow its flow records until Ctrl-C,
+    /// then print the counters and remove the daemon, its pins and the testbed. With arguments
     /// after `--`, run `firewall ARGS` and pass its exit code on.
     Run {
         /// Arguments for the `firewall` binary.
