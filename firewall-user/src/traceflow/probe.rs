@@ -64,16 +64,17 @@ impl Transport {
 }
 
 impl std::fmt::Display for Transport {
-    /// The name a request gives: `tcp`, `udp`, ..., or `protocol N`.
+    /// The protocol's name as flow records and traces print it: `tcp`, ..., or `proto N`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Transport::Tcp => f.write_str("tcp"),
-            Transport::Udp => f.write_str("udp"),
-            Transport::Sctp => f.write_str("sctp"),
-            Transport::Icmp => f.write_str("icmp"),
-            Transport::Icmpv6 => f.write_str("icmpv6"),
-            Transport::Other(number) => write!(f, "protocol {number}"),
-        }
+        let number = match *self {
+            Transport::Tcp => 6,
+            Transport::Udp => 17,
+            Transport::Sctp => 132,
+            Transport::Icmp => 1,
+            Transport::Icmpv6 => 58,
+            Transport::Other(number) => number,
+        };
+        f.write_str(&crate::events::protocol_name(number))
     }
 }
 

@@ -133,7 +133,7 @@ fn bad_requests_name_what_is_wrong() {
                 protocol: Some("47".into()),
                 ..request("frontend", "backend")
             },
-            "protocol 47 has no ports",
+            "proto 47 has no ports",
         ),
         (
             TraceRequest {
