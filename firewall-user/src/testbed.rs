@@ -220,7 +220,7 @@ impl Testbed {
 
     /// A host by name.
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
+        named(&self.hosts, name)
     }
 
     /// Root-side interfaces, where the firewall attaches.
@@ -299,14 +299,31 @@ fn ip(args: &[&str]) -> Result<Output, TestbedError> {
     }
 }
 
-/// Commands to try allowed and denied traffic among `hosts`, a testbed built from `policy`:
-/// a listener and a connection for the first TCP rule between two hosts, one to a port no
-/// rule allows, and the trace that tells why that one is dropped. Traffic uses only bash and
-/// python3; the trace is `firewall` run as `cli` (the binary, with its `--socket`).
+fn named<'a>(hosts: &'a [Host], name: &str) -> Option<&'a Host> {
+    hosts.iter().find(|h| h.name == name)
+}
+
+/// Commands worth trying on `hosts`, a testbed built from `policy`, with a daemon enforcing
+/// it that `cli` reaches (the `firewall` binary, with its `--socket`): the traffic of
+/// [`traffic_hints`], then the daemon's counters and its last drops.
 pub fn hints(hosts: &[Host], policy: &Policy, cli: &str) -> Vec<String> {
+    let mut hints = traffic_hints(hosts, policy, cli);
+    hints.push(format!(
+        "{cli} stats   # counters per reason, rule and dropped app pair"
+    ));
+    hints.push(format!(
+        "{cli} flows --verdict drop   # the last drops, with apps and reasons"
+    ));
+    hints
+}
+
+/// A listener and a connection for the first TCP rule between two `hosts`, one to a port
+/// no rule allows, and the trace that tells why that one is dropped; none when `policy` has
+/// no such rule. Traffic uses only bash and python3.
+fn traffic_hints(hosts: &[Host], policy: &Policy, cli: &str) -> Vec<String> {
     use crate::policy::Protocol;
     let name_of = |id| policy.identity_name(id).unwrap_or("");
-    let host = |name: &str| hosts.iter().find(|h| h.name == name);
+    let host = |name| named(hosts, name);
     for rule in &policy.rules {
         let Protocol::Tcp(ports) = &rule.protocol else {
             continue;
@@ -368,33 +385,45 @@ pub fn hints(hosts: &[Host], policy: &Policy, cli: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn host(name: &str, address: &str, namespace: &str) -> Host {
-        Host {
-            name: name.into(),
-            namespace: namespace.into(),
-            interface: format!("{namespace}-v"),
-            addresses: vec![address.parse().expect("address")],
-        }
-    }
+    const CLI: &str = "/bin/firewall --socket /tmp/s.sock";
 
-    #[test]
-    fn hints_try_the_first_tcp_rule_a_denied_port_and_the_trace_that_explains_it() {
+    /// Hints for frontend (198.18.1.10) and backend (198.18.2.10) under `policies`.
+    fn hints_for(policies: &str) -> Vec<String> {
         let policy = crate::policy::parse_str(
-            "apps:\n\
-             \x20 frontend: {ips: [198.18.1.10]}\n\
-             \x20 backend: {ips: [198.18.2.10]}\n\
-             policies:\n\
-             \x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n\
-             \x20 - {source: frontend, destination: backend, protocol: tcp, ports: 8081-8082}\n",
+            &format!(
+                "apps:\n\
+                 \x20 frontend: {{ips: [198.18.1.10]}}\n\
+                 \x20 backend: {{ips: [198.18.2.10]}}\n\
+                 policies:\n{policies}"
+            ),
             "hints.yaml",
         )
         .expect("policy");
+        let host = |name: &str, address: &str| Host {
+            name: name.into(),
+            namespace: format!("fw-t-{name}"),
+            interface: format!("fw-t-{name}-v"),
+            addresses: vec![address.parse().expect("address")],
+        };
         let hosts = [
-            host("frontend", "198.18.1.10", "fw-t-frontend"),
-            host("backend", "198.18.2.10", "fw-t-backend"),
+            host("frontend", "198.18.1.10"),
+            host("backend", "198.18.2.10"),
         ];
-        let hints = hints(&hosts, &policy, "/bin/firewall --socket /tmp/s.sock");
-        assert_eq!(hints.len(), 5, "{hints:#?}");
+        hints(&hosts, &policy, CLI)
+    }
+
+    const DAEMON_HINTS: [&str; 2] = [
+        "/bin/firewall --socket /tmp/s.sock stats   # counters per reason, rule and dropped app pair",
+        "/bin/firewall --socket /tmp/s.sock flows --verdict drop   # the last drops, with apps and reasons",
+    ];
+
+    #[test]
+    fn hints_try_the_first_tcp_rule_a_denied_port_and_the_trace_that_explains_it() {
+        let hints = hints_for(
+            "\x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n\
+             \x20 - {source: frontend, destination: backend, protocol: tcp, ports: 8081-8082}\n",
+        );
+        assert_eq!(hints.len(), 7, "{hints:#?}");
         assert!(
             hints[0].starts_with("ip netns exec fw-t-backend python3 -m http.server 8081"),
             "{hints:#?}"
@@ -412,23 +441,14 @@ mod tests {
             ),
             "{hints:#?}"
         );
+        assert_eq!(hints[5..], DAEMON_HINTS, "{hints:#?}");
     }
 
     #[test]
-    fn no_tcp_rule_between_two_hosts_gives_no_hints() {
-        let policy = crate::policy::parse_str(
-            "apps:\n\
-             \x20 frontend: {ips: [198.18.1.10]}\n\
-             \x20 backend: {ips: [198.18.2.10]}\n\
-             policies:\n\
-             \x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n",
-            "hints.yaml",
-        )
-        .expect("policy");
-        let hosts = [
-            host("frontend", "198.18.1.10", "a"),
-            host("backend", "198.18.2.10", "b"),
-        ];
-        assert!(hints(&hosts, &policy, "firewall").is_empty());
+    fn no_tcp_rule_between_two_hosts_gives_only_the_daemon_hints() {
+        let hints = hints_for(
+            "\x20 - {source: frontend, destination: backend, protocol: udp, ports: 53}\n",
+        );
+        assert_eq!(hints, DAEMON_HINTS);
     }
 }

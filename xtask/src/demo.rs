@@ -137,7 +137,7 @@ impl Demo<'_> {
             .spawn()
             .with_context(|| format!("could not start `{}`", describe(&daemon)))?;
         let followed = self.wait_for_api(&mut child).and_then(|()| {
-            self.show_hints(testbed);
+            testbed.show_hints();
             foreground.run(self.client("flows").arg("--follow"))
         });
         if matches!(child.try_wait(), Ok(None)) {
@@ -188,29 +188,6 @@ impl Demo<'_> {
             }
             thread::sleep(Duration::from_millis(200));
         }
-    }
-
-    fn show_hints(&self, testbed: &Testbed) {
-        eprintln!(
-            "xtask: testbed {TESTBED:?} is up; the daemon enforces {POLICY} on {}",
-            testbed.ifaces.join(", ")
-        );
-        eprintln!("xtask: to send traffic through it and ask why, run from another terminal:");
-        for hint in &testbed.hints {
-            eprintln!("    {hint}");
-        }
-        let cli = format!(
-            "{} --socket {}",
-            self.workspace.firewall.display(),
-            self.socket.display()
-        );
-        eprintln!("    {cli} stats   # counters per reason, rule and dropped app pair");
-        eprintln!("    {cli} flows --verdict drop   # the last drops, with apps and reasons");
-        eprintln!("    curl -s http://{METRICS_ADDR}/metrics   # Prometheus metrics");
-        eprintln!(
-            "xtask: following flow records below; Ctrl-C stops the daemon and tears the \
-             testbed down"
-        );
     }
 }
 
@@ -265,6 +242,23 @@ impl Testbed {
         }
         testbed
     }
+
+    /// Tells what the demo runs and what to try from another terminal.
+    fn show_hints(&self) {
+        eprintln!(
+            "xtask: testbed {TESTBED:?} is up; the daemon enforces {POLICY} on {}",
+            self.ifaces.join(", ")
+        );
+        eprintln!("xtask: to send traffic through it and ask why, run from another terminal:");
+        for hint in &self.hints {
+            eprintln!("    {hint}");
+        }
+        eprintln!("    curl -s http://{METRICS_ADDR}/metrics   # Prometheus metrics");
+        eprintln!(
+            "xtask: following flow records below; Ctrl-C stops the daemon and tears the \
+             testbed down"
+        );
+    }
 }
 
 fn testbed_down(workspace: &Workspace) -> Result<()> {
@@ -306,100 +300,86 @@ esac
         )
     }
 
-    /// The calls the fake logged, with the scratch directory written as `SCRATCH`.
-    fn calls(workspace: &Workspace, scratch: &Path) -> String {
-        fs::read_to_string(workspace.root.join("calls"))
+    /// What the demo ends with, whatever went wrong before.
+    const TEARDOWN: &str =
+        "daemon --uninstall --pin-root /sys/fs/bpf/firewall-demo\ntestbed down --name demo\n";
+
+    /// Runs the demo in a fake workspace `name` whose `firewall` is `script`, removes the
+    /// workspace, and returns the demo's result, the calls logged (the scratch directory
+    /// written as `SCRATCH`) and whether the scratch directory was left behind.
+    fn run_fake(name: &str, script: &str) -> (Result<ExitCode>, String, bool) {
+        let _serial = PROCESS_TESTS.lock();
+        let workspace = fake_workspace(name, script);
+        let scratch = workspace.root.join("scratch");
+        let result = run_in(&workspace, &scratch);
+        let calls = fs::read_to_string(workspace.root.join("calls"))
             .expect("calls logged")
-            .replace(&scratch.display().to_string(), "SCRATCH")
+            .replace(&scratch.display().to_string(), "SCRATCH");
+        let scratch_left = scratch.exists();
+        fs::remove_dir_all(&workspace.root).expect("removing the fake workspace");
+        (result, calls, scratch_left)
     }
 
     #[test]
     fn demo_runs_the_daemon_follows_its_flows_then_stops_it_and_removes_everything() {
-        let _serial = PROCESS_TESTS.lock();
-        let workspace = fake_workspace("demo-ok", &fake_firewall(0, 0, 0));
-        let scratch = workspace.root.join("scratch");
+        let (result, calls, scratch_left) = run_fake("demo-ok", &fake_firewall(0, 0, 0));
 
-        let exit = run_in(&workspace, &scratch).expect("the demo runs");
-        let calls = calls(&workspace, &scratch);
-        let scratch_left = scratch.exists();
-        fs::remove_dir_all(&workspace.root).expect("removing the fake workspace");
-
+        let exit = result.expect("the demo runs");
         assert_eq!(exit, ExitCode::SUCCESS, "the daemon stopped cleanly");
         assert_eq!(
             calls,
-            "testbed up --socket SCRATCH/firewall.sock --policy examples/policy.yaml --name demo\n\
-             daemon --socket SCRATCH/firewall.sock --state-dir SCRATCH/state \
-             --pin-root /sys/fs/bpf/firewall-demo --policy examples/policy.yaml \
-             --metrics-addr 127.0.0.1:9477 --iface fw-a --iface fw-b\n\
-             status\n\
-             flows --socket SCRATCH/firewall.sock --follow\n\
-             stats --socket SCRATCH/firewall.sock\n\
-             daemon --uninstall --pin-root /sys/fs/bpf/firewall-demo\n\
-             testbed down --name demo\n"
+            format!(
+                "testbed up --socket SCRATCH/firewall.sock --policy examples/policy.yaml --name demo\n\
+                 daemon --socket SCRATCH/firewall.sock --state-dir SCRATCH/state \
+                 --pin-root /sys/fs/bpf/firewall-demo --policy examples/policy.yaml \
+                 --metrics-addr 127.0.0.1:9477 --iface fw-a --iface fw-b\n\
+                 status\n\
+                 flows --socket SCRATCH/firewall.sock --follow\n\
+                 stats --socket SCRATCH/firewall.sock\n\
+                 {TEARDOWN}"
+            )
         );
         assert!(!scratch_left, "the demo's store and socket are removed");
     }
 
     #[test]
     fn a_follower_that_fails_passes_its_code_on_after_the_teardown() {
-        let _serial = PROCESS_TESTS.lock();
-        let workspace = fake_workspace("demo-follow-fails", &fake_firewall(0, 0, 3));
-        let scratch = workspace.root.join("scratch");
+        let (result, calls, scratch_left) = run_fake("demo-follow-fails", &fake_firewall(0, 0, 3));
 
-        let exit = run_in(&workspace, &scratch).expect("the demo runs");
-        let calls = calls(&workspace, &scratch);
-        fs::remove_dir_all(&workspace.root).expect("removing the fake workspace");
-
+        let exit = result.expect("the demo runs");
         assert_eq!(
             exit,
             ExitCode::from(3),
             "the follower's exit code is passed on"
         );
-        assert!(
-            calls.ends_with(
-                "daemon --uninstall --pin-root /sys/fs/bpf/firewall-demo\ntestbed down --name demo\n"
-            ),
-            "{calls}"
-        );
+        assert!(calls.ends_with(TEARDOWN), "{calls}");
+        assert!(!scratch_left, "the demo's store and socket are removed");
     }
 
     #[test]
     fn a_daemon_that_exits_at_start_is_reported_and_everything_torn_down() {
-        let _serial = PROCESS_TESTS.lock();
-        let workspace = fake_workspace("demo-daemon-fails", &fake_firewall(0, 1, 0));
-        let scratch = workspace.root.join("scratch");
+        let (result, calls, scratch_left) = run_fake("demo-daemon-fails", &fake_firewall(0, 1, 0));
 
-        let error = run_in(&workspace, &scratch).expect_err("the daemon failed");
-        let calls = calls(&workspace, &scratch);
-        fs::remove_dir_all(&workspace.root).expect("removing the fake workspace");
-
+        let error = result.expect_err("the daemon failed");
         assert!(error.to_string().contains("the daemon exited"), "{error:#}");
         assert!(!calls.contains("flows"), "nothing to follow: {calls}");
         assert!(!calls.contains("stats"), "no daemon to ask: {calls}");
-        assert!(
-            calls.ends_with(
-                "daemon --uninstall --pin-root /sys/fs/bpf/firewall-demo\ntestbed down --name demo\n"
-            ),
-            "{calls}"
-        );
+        assert!(calls.ends_with(TEARDOWN), "{calls}");
+        assert!(!scratch_left, "the demo's store and socket are removed");
     }
 
     #[test]
     fn a_failed_testbed_up_is_torn_down_and_reported() {
-        let _serial = PROCESS_TESTS.lock();
-        let workspace = fake_workspace("demo-up-fails", &fake_firewall(1, 0, 0));
-        let scratch = workspace.root.join("scratch");
+        let (result, calls, scratch_left) = run_fake("demo-up-fails", &fake_firewall(1, 0, 0));
 
-        let error = run_in(&workspace, &scratch).expect_err("testbed up failed");
-        let calls = calls(&workspace, &scratch);
-        fs::remove_dir_all(&workspace.root).expect("removing the fake workspace");
-
+        let error = result.expect_err("testbed up failed");
         assert!(error.to_string().contains("testbed up"), "{error}");
         assert_eq!(
             calls,
             "testbed up --socket SCRATCH/firewall.sock --policy examples/policy.yaml --name demo\n\
              testbed down --name demo\n"
         );
+        assert!(!scratch_left, "the demo's store and socket are removed");
     }
 
     #[test]
